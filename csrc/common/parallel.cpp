@@ -1,0 +1,61 @@
+#include "common/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace fer_edge {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("FER_EDGE_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+
+std::atomic<int> g_threads{0};
+
+}  // namespace
+
+int get_num_threads() {
+  int n = g_threads.load();
+  return n > 0 ? n : default_threads();
+}
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? n : 0); }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  int64_t chunks = std::min<int64_t>(get_num_threads(), (n + grain - 1) / grain);
+  if (chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto run = [&](int64_t c) {
+    int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+    try {
+      fn(begin, end);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> workers;
+  workers.reserve(chunks - 1);
+  for (int64_t c = 1; c < chunks; ++c) workers.emplace_back(run, c);
+  run(0);
+  for (auto& t : workers) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace fer_edge

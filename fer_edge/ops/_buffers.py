@@ -1,0 +1,31 @@
+"""Tensor -> fer_edge._C.Buffer views, and the CUDA stream a launch should use."""
+from __future__ import annotations
+
+import torch
+
+_DTYPE_NAMES = {
+    torch.uint8: "uint8",
+    torch.int32: "int32",
+    torch.int64: "int64",
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.bool: "bool",
+}
+
+
+def as_buffer(lib, t: torch.Tensor, shape=None):
+    """A view of a contiguous tensor; `shape` may re-express it (same numel)."""
+    assert t.is_contiguous(), "as_buffer needs a contiguous tensor"
+    device = t.device.index if t.is_cuda else -1
+    if t.is_cuda and device is None:
+        device = torch.cuda.current_device()
+    return lib.Buffer(t.data_ptr(), list(t.shape if shape is None else shape), _DTYPE_NAMES[t.dtype], device)
+
+
+def absent(lib):
+    """An absent optional argument."""
+    return lib.Buffer()
+
+
+def stream_of(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0

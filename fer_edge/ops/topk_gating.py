@@ -1,0 +1,128 @@
+"""Top-k expert gating (the `topk_gating` kernel) as a torch custom op with autograd."""
+from __future__ import annotations
+
+import torch
+
+from fer_edge import _native
+from fer_edge.ops import _reference, _validate
+from fer_edge.ops._buffers import absent, as_buffer, stream_of
+
+MAX_EXPERTS = 64
+MAX_K = 4
+
+
+@torch.library.custom_op("fer_edge::topk_gating", mutates_args=())
+def _gating_op(logits: torch.Tensor, k: int, return_probs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    lib = _native.native()
+    if lib is None:
+        _native.warn_fallback("topk_gating")
+        w, i, p = _reference.topk_gating(logits, k, return_probs)
+        return w, i, p if p is not None else logits.new_empty(0)
+    _validate.check_finite_cuda("logits", logits)
+    T, E = logits.shape
+    weights = torch.empty(T, k, dtype=logits.dtype, device=logits.device)
+    indices = torch.empty(T, k, dtype=torch.int64, device=logits.device)
+    probs = torch.empty(T, E, dtype=logits.dtype, device=logits.device) if return_probs else logits.new_empty(0)
+    bad = lib.topk_gating_forward(as_buffer(lib, logits), k, as_buffer(lib, weights), as_buffer(lib, indices),
+                                  as_buffer(lib, probs) if return_probs else absent(lib), stream_of(logits))
+    if bad and _validate.finite_checks_enabled():
+        _validate.raise_nonfinite("logits")
+    return weights, indices, probs
+
+
+@_gating_op.register_fake
+def _(logits, k, return_probs):
+    T, E = logits.shape
+    probs = logits.new_empty(T, E) if return_probs else logits.new_empty(0)
+    return logits.new_empty(T, k), logits.new_empty(T, k, dtype=torch.int64), probs
+
+
+@torch.library.custom_op("fer_edge::topk_gating_backward", mutates_args=())
+def _gating_backward_op(grad_weights: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor,
+                        grad_probs: torch.Tensor, probs: torch.Tensor, num_experts: int) -> torch.Tensor:
+    T = weights.shape[0]
+    with_probs = probs.numel() > 0
+    lib = _native.native()
+    if lib is None:
+        # d softmax over the kept logits, scattered back; plus d full softmax when present.
+        dot = (grad_weights * weights).sum(-1, keepdim=True)
+        g = torch.zeros(T, num_experts, dtype=weights.dtype, device=weights.device)
+        g.scatter_(1, indices, weights * (grad_weights - dot))
+        if with_probs:
+            g += probs * (grad_probs - (grad_probs * probs).sum(-1, keepdim=True))
+        return g
+    grad_logits = torch.empty(T, num_experts, dtype=weights.dtype, device=weights.device)
+    lib.topk_gating_backward(
+        as_buffer(lib, grad_weights), as_buffer(lib, weights), as_buffer(lib, indices),
+        as_buffer(lib, grad_probs) if with_probs else absent(lib),
+        as_buffer(lib, probs) if with_probs else absent(lib),
+        as_buffer(lib, grad_logits), stream_of(weights))
+    return grad_logits
+
+
+@_gating_backward_op.register_fake
+def _(grad_weights, weights, indices, grad_probs, probs, num_experts):
+    return weights.new_empty(weights.shape[0], num_experts)
+
+
+def _setup_context(ctx, inputs, output):
+    logits, _, _ = inputs
+    weights, indices, probs = output
+    ctx.save_for_backward(weights, indices, probs)
+    ctx.num_experts = logits.shape[1]
+
+
+def _backward(ctx, grad_weights, grad_indices, grad_probs):
+    weights, indices, probs = ctx.saved_tensors
+    if grad_weights is None:
+        grad_weights = torch.zeros_like(weights)
+    if probs.numel() == 0 or grad_probs is None:
+        grad_probs, probs = weights.new_empty(0), weights.new_empty(0)
+    grad = _gating_backward_op(grad_weights.contiguous(), weights, indices, grad_probs.contiguous(), probs,
+                               ctx.num_experts)
+    return grad, None, None
+
+
+_gating_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def topk_gating(logits: torch.Tensor, k: int = 2, return_probs: bool = False):
+    """Top-k gating for a mixture of experts (LEAF, methods.md §4).
+
+    softmax over the experts, keep the k largest, renormalise over them (equal to a softmax
+    over the kept logits). Differentiable in `logits` through the weights and, when requested,
+    the full probabilities (for a load-balancing loss).
+
+    Args:
+        logits: [..., E] float32/float64 (float16/bfloat16 are computed in float32 and cast
+            back), E <= 64.
+        k: experts kept per token, 1 <= k <= min(4, E).
+        return_probs: also return the full softmax [..., E].
+
+    Returns:
+        weights [..., k] (sum to 1), indices [..., k] int64 sorted by logit descending with ties
+        to the lower expert index, and probs [..., E] or None.
+
+    >>> import torch
+    >>> w, i, _ = topk_gating(torch.tensor([[0.0, 2.0, 1.0, 2.0]]), k=2)
+    >>> i.tolist(), [round(v, 3) for v in w[0].tolist()]
+    ([[1, 3]], [0.5, 0.5])
+    """
+    _validate.tensor("logits", logits, ndim=range(1, 16), dtypes=(torch.float32, torch.float64, torch.float16,
+                                                                   torch.bfloat16), layout="[..., E]")
+    E = logits.shape[-1]
+    if E > MAX_EXPERTS:
+        raise ValueError(f"logits: expected at most {MAX_EXPERTS} experts in the last dim, got shape {tuple(logits.shape)}")
+    _validate.positive_int("k", k, maximum=min(MAX_K, E))
+    if not isinstance(return_probs, bool):
+        raise TypeError(f"return_probs: expected a bool, got {type(return_probs).__name__}")
+    lead = logits.shape[:-1]
+    x = logits.reshape(-1, E)
+    low_precision = x.dtype in (torch.float16, torch.bfloat16)
+    if low_precision:
+        x = x.float()
+    w, i, p = _gating_op(x.contiguous(), k, return_probs)
+    if low_precision:
+        w, p = w.to(logits.dtype), p.to(logits.dtype)
+    w, i = w.reshape(*lead, k), i.reshape(*lead, k)
+    return w, i, (p.reshape(*lead, E) if return_probs else None)
