@@ -106,13 +106,16 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
     }
   }
   // Softmax over the kept logits == full softmax renormalised over them.
-  S sum[kLanes];
+  S sum[kLanes], mx[kLanes];
 #pragma omp simd
-  for (int l = 0; l < kLanes; ++l) sum[l] = 0;
+  for (int l = 0; l < kLanes; ++l) {
+    sum[l] = 0;
+    mx[l] = val[0][l];
+  }
   for (int64_t j = 0; j < k; ++j) {
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) {
-      val[j][l] = exp_vec(val[j][l] - val[0][l]);
+      val[j][l] = exp_vec(val[j][l] - mx[l]);
       sum[l] += val[j][l];
     }
   }
@@ -123,12 +126,8 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
     }
   }
   if (p_out) {
-    // val[0] now holds exp(0); the maximum logit is recomputed from the transposed block.
-    S mx[kLanes], tot[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      mx[l] = buf[idx[0][l]][l];
-      tot[l] = 0;
-    }
+    S tot[kLanes];
+    for (int l = 0; l < kLanes; ++l) tot[l] = 0;
     for (int64_t e = 0; e < E; ++e) {
 #pragma omp simd
       for (int l = 0; l < kLanes; ++l) {

@@ -1,0 +1,67 @@
+"""The installed package: what was compiled, and that the runtime side stays torch-free."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fer_edge
+
+
+def test_build_info_lists_every_cpu_kernel():
+    info = fer_edge.build_info()
+    assert info["native"] is True
+    assert set(info["cpu_kernels"]) == {"hog", "kmeans_cosine", "assign_cosine", "topk_gating", "chanpool_max"}
+    assert info["num_threads"] >= 1 and info["compiler"]
+
+
+@pytest.mark.skipif(os.environ.get("FER_EDGE_EXPECT_CUDA") != "1", reason="CI sets FER_EDGE_EXPECT_CUDA=1 where nvcc exists")
+def test_cuda_kernels_were_compiled():
+    info = fer_edge.build_info()
+    assert info["cuda"] is True, info
+    assert set(info["cuda_kernels"]) == set(info["cpu_kernels"])
+    assert "87" in info["cuda_archs"] and "90" in info["cuda_archs"]  # Jetson Orin and Hopper
+
+
+def test_import_and_native_core_do_not_import_torch():
+    code = ("import sys, fer_edge, fer_edge._C as C; fer_edge.build_info(); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print(C.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_native_backstop_rejects_inconsistent_buffers_without_crashing():
+    from fer_edge import _C
+
+    images = _C.Buffer(0x1000, [1, 1, 16, 16], "uint8", -1)
+    wrong_out = _C.Buffer(0x2000, [1, 1, 10], "float32", -1)
+    with pytest.raises(ValueError, match="out: expected shape"):
+        _C.hog(images, wrong_out, 8, 9, 16, True)
+    with pytest.raises(ValueError, match="null data pointer"):
+        _C.hog(_C.Buffer(0, [1, 1, 16, 16], "uint8", -1), _C.Buffer(0x2000, [1, 1, 36], "float32", -1), 8, 9, 16, True)
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        _C.Buffer(0x1000, [4], "complex64", -1)
+    with pytest.raises(ValueError, match="k must be"):
+        _C.topk_gating_forward(_C.Buffer(0x1000, [2, 3], "float32", -1), 4, _C.Buffer(0x2000, [2, 4], "float32", -1),
+                               _C.Buffer(0x3000, [2, 4], "int64", -1), _C.Buffer())
+
+
+def test_cuda_buffer_on_a_cpu_only_call_path_is_an_error_not_a_crash():
+    from fer_edge import _C
+
+    images = _C.Buffer(0x1000, [1, 1, 16, 16], "uint8", 0)
+    out = _C.Buffer(0x2000, [1, 1, 36], "float32", -1)
+    with pytest.raises((ValueError, RuntimeError)):
+        _C.hog(images, out, 8, 9, 16, True)
+
+
+def test_thread_count_is_settable():
+    from fer_edge import ops
+
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(1)
+        assert ops.get_num_threads() == 1
+    finally:
+        ops.set_num_threads(0)
+    assert ops.get_num_threads() == before
