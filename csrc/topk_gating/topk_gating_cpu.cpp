@@ -76,43 +76,57 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
   S val[kGatingMaxK][kLanes];
   int32_t idx[kGatingMaxK][kLanes];
   bool bad = false;
-  for (int64_t l = 0; l < kLanes; ++l) {
-    const S* row = z + std::min<int64_t>(l, n - 1) * E;  // pad a short tail with a real row
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n * E; ++i) bad |= z[i] != z[i];
+  if (bad) return true;  // the caller raises; nothing below may see a NaN (it marks chosen experts)
+  if (n == kLanes) {
     for (int64_t e = 0; e < E; ++e) {
-      buf[e][l] = row[e];
-      bad |= row[e] != row[e];
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) buf[e][l] = z[l * E + e];  // strided loads (gathers)
+    }
+  } else {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const S* row = z + std::min<int64_t>(l, n - 1) * E;  // pad a short tail with a real row
+      for (int64_t e = 0; e < E; ++e) buf[e][l] = row[e];
     }
   }
+  // k rounds of arg-max across the lanes. A chosen expert is marked NaN (inputs with NaN were
+  // flagged above), which no comparison selects; NaN-free -inf logits stay selectable.
   for (int64_t j = 0; j < k; ++j) {
     S best[kLanes];
     int32_t arg[kLanes];
+#pragma omp simd
     for (int l = 0; l < kLanes; ++l) {
       best[l] = -std::numeric_limits<S>::infinity();
       arg[l] = -1;
     }
     for (int64_t e = 0; e < E; ++e) {
+      const S* v = buf[e];
 #pragma omp simd
       for (int l = 0; l < kLanes; ++l) {
-        bool taken = false;
-        for (int64_t jj = 0; jj < j; ++jj) taken |= idx[jj][l] == e;
-        const bool better = (!taken) & ((arg[l] < 0) | (buf[e][l] > best[l]));
-        best[l] = better ? buf[e][l] : best[l];
+        const bool better = (v[l] > best[l]) | ((arg[l] < 0) & (v[l] == v[l]));
+        best[l] = better ? v[l] : best[l];
         arg[l] = better ? static_cast<int32_t>(e) : arg[l];
       }
     }
     for (int l = 0; l < kLanes; ++l) {
       val[j][l] = best[l];
       idx[j][l] = arg[l];
+      buf[arg[l]][l] = std::numeric_limits<S>::quiet_NaN();
     }
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    for (int l = 0; l < kLanes; ++l) buf[idx[j][l]][l] = val[j][l];  // restore for the softmax
   }
   // Softmax over the kept logits == full softmax renormalised over them.
   S sum[kLanes], mx[kLanes];
 #pragma omp simd
   for (int l = 0; l < kLanes; ++l) {
-    sum[l] = 0;
+    sum[l] = 1;  // exp(max - max)
     mx[l] = val[0][l];
+    val[0][l] = 1;
   }
-  for (int64_t j = 0; j < k; ++j) {
+  for (int64_t j = 1; j < k; ++j) {
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) {
       val[j][l] = exp_vec(val[j][l] - mx[l]);
