@@ -41,16 +41,29 @@ bool has_nonfinite(const float* v, int64_t n) {
   return bad;
 }
 
-// Normalised rows, transposed to [D][N] so that every inner loop runs over points.
-void normalise_transpose(const float* x, int64_t N, int64_t D, float* xt) {
-  for (int64_t i = 0; i < N; ++i) {
-    const float* r = x + i * D;
-    float sq = 0.f;
-    for (int64_t d = 0; d < D; ++d) sq += r[d] * r[d];
-    const float inv = 1.f / std::max(std::sqrt(sq), 1e-12f);
-    for (int64_t d = 0; d < D; ++d) xt[d * N + i] = r[d] * inv;
+constexpr int64_t kStrip = 16;  // points per SIMD strip
+constexpr int64_t kCentBlock = 8;  // centroids whose dot products stay in registers
+
+// A problem's points, normalised, in two layouts: transposed [D][Np] (Np = N rounded up to a
+// strip, zero padded) for the dot products, and row-major [N][D] for the centroid sums.
+struct Points {
+  int64_t N, D, Np;
+  std::vector<float> xt, rows;
+  Points(int64_t n, int64_t d) : N(n), D(d), Np((n + kStrip - 1) / kStrip * kStrip), xt(d * Np, 0.f), rows(n * d) {}
+
+  void load(const float* x) {
+    for (int64_t i = 0; i < N; ++i) {
+      const float* r = x + i * D;
+      float sq = 0.f;
+      for (int64_t d = 0; d < D; ++d) sq += r[d] * r[d];
+      const float inv = 1.f / std::max(std::sqrt(sq), 1e-12f);
+      for (int64_t d = 0; d < D; ++d) {
+        rows[i * D + d] = r[d] * inv;
+        xt[d * Np + i] = r[d] * inv;
+      }
+    }
   }
-}
+};
 
 void normalise_rows(float* c, int64_t K, int64_t D) {
   for (int64_t k = 0; k < K; ++k) {
@@ -61,53 +74,60 @@ void normalise_rows(float* c, int64_t K, int64_t D) {
   }
 }
 
-// dots[c][i] = xt[:, i] . cent[c]; labels = argmax over c (strict >, so ties keep the lowest c).
-void assign_block(const float* xt, int64_t N, int64_t D, const float* cent, int64_t K, float* dots,
-                  float* best, int32_t* lab) {
-  for (int64_t c = 0; c < K; ++c) {
-    float* dc = dots + c * N;
-    std::fill(dc, dc + N, 0.f);
-    for (int64_t d = 0; d < D; ++d) {
-      const float cv = cent[c * D + d];
-      const float* xd = xt + d * N;
+// labels[i] = argmax_c <x_i, cent_c> (strict >: ties keep the lowest c); best[i] = that dot.
+// Dot products accumulate over d in order, as the reference's bmm would in exact arithmetic.
+void assign_points(const Points& pts, const float* cent, int64_t K, int32_t* lab, float* best) {
+  const int64_t D = pts.D, Np = pts.Np;
+  for (int64_t i0 = 0; i0 < Np; i0 += kStrip) {
+    float bv[kStrip];
+    int32_t bi[kStrip];
+    for (int64_t c0 = 0; c0 < K; c0 += kCentBlock) {
+      const int64_t nc = std::min(kCentBlock, K - c0);
+      float acc[kCentBlock][kStrip] = {};
+      for (int64_t d = 0; d < D; ++d) {
+        const float* xd = pts.xt.data() + d * Np + i0;
+        for (int64_t c = 0; c < kCentBlock; ++c) {
+          const float cv = c < nc ? cent[(c0 + c) * D + d] : 0.f;
 #pragma omp simd
-      for (int64_t i = 0; i < N; ++i) dc[i] += cv * xd[i];
+          for (int64_t l = 0; l < kStrip; ++l) acc[c][l] += cv * xd[l];
+        }
+      }
+      for (int64_t c = 0; c < nc; ++c) {
+#pragma omp simd
+        for (int64_t l = 0; l < kStrip; ++l) {
+          const bool better = (c0 + c == 0) | (acc[c][l] > bv[l]);
+          bv[l] = better ? acc[c][l] : bv[l];
+          bi[l] = better ? static_cast<int32_t>(c0 + c) : bi[l];
+        }
+      }
     }
-  }
-  std::copy(dots, dots + N, best);
-  std::fill(lab, lab + N, 0);
-  for (int64_t c = 1; c < K; ++c) {
-    const float* dc = dots + c * N;
-#pragma omp simd
-    for (int64_t i = 0; i < N; ++i) {
-      const bool better = dc[i] > best[i];
-      best[i] = better ? dc[i] : best[i];
-      lab[i] = better ? static_cast<int32_t>(c) : lab[i];
+    const int64_t n = std::min(kStrip, pts.N - i0);
+    for (int64_t l = 0; l < n; ++l) {
+      lab[i0 + l] = bi[l];
+      if (best) best[i0 + l] = bv[l];
     }
   }
 }
 
-void dot_with_point(const float* xt, int64_t N, int64_t D, int64_t j, float* out) {
-  std::fill(out, out + N, 0.f);
+void dot_with_point(const Points& pts, int64_t j, float* out) {
+  const int64_t D = pts.D, Np = pts.Np;
+  std::fill(out, out + Np, 0.f);
   for (int64_t d = 0; d < D; ++d) {
-    const float cv = xt[d * N + j];
-    const float* xd = xt + d * N;
+    const float cv = pts.rows[j * D + d];
+    const float* xd = pts.xt.data() + d * Np;
 #pragma omp simd
-    for (int64_t i = 0; i < N; ++i) out[i] += cv * xd[i];
+    for (int64_t i = 0; i < Np; ++i) out[i] += cv * xd[i];
   }
-}
-
-void copy_point(const float* xt, int64_t N, int64_t D, int64_t j, float* dst) {
-  for (int64_t d = 0; d < D; ++d) dst[d] = xt[d * N + j];
 }
 
 // k-means++ (cosine distance, D^2 weighting). Sums and the sampling run in double,
 // sequentially, the same way on every backend.
-void init_plus_plus(const float* xt, int64_t N, int64_t D, int64_t K, uint64_t seed,
-                    uint64_t problem, float* cent, float* dist, float* tmp) {
+void init_plus_plus(const Points& pts, int64_t K, uint64_t seed, uint64_t problem, float* cent,
+                    float* dist, float* tmp) {
+  const int64_t N = pts.N, D = pts.D;
   int64_t idx = std::min<int64_t>(static_cast<int64_t>(uniform_draw(seed, problem, 0) * N), N - 1);
-  copy_point(xt, N, D, idx, cent);
-  dot_with_point(xt, N, D, idx, tmp);
+  std::copy_n(pts.rows.data() + idx * D, D, cent);
+  dot_with_point(pts, idx, tmp);
   for (int64_t i = 0; i < N; ++i) dist[i] = std::max(0.f, 1.f - tmp[i]);
   for (int64_t c = 1; c < K; ++c) {
     double total = 0.0;
@@ -130,9 +150,34 @@ void init_plus_plus(const float* xt, int64_t N, int64_t D, int64_t K, uint64_t s
     } else {
       idx = c % N;  // every point already coincides with a centroid (e.g. N < K)
     }
-    copy_point(xt, N, D, idx, cent + c * D);
-    dot_with_point(xt, N, D, idx, tmp);
+    std::copy_n(pts.rows.data() + idx * D, D, cent + c * D);
+    dot_with_point(pts, idx, tmp);
     for (int64_t i = 0; i < N; ++i) dist[i] = std::min(dist[i], std::max(0.f, 1.f - tmp[i]));
+  }
+}
+
+// Each non-empty cluster's centroid becomes its members' normalised sum; an empty cluster, or
+// one whose members cancel out, keeps its centroid.
+void update_centroids(const Points& pts, const int32_t* lab, int64_t K, float* cent, float* sums,
+                      int64_t* counts) {
+  const int64_t N = pts.N, D = pts.D;
+  std::fill(sums, sums + K * D, 0.f);
+  std::fill(counts, counts + K, 0);
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t c = lab[i];
+    ++counts[c];
+    float* sc = sums + c * D;
+    const float* r = pts.rows.data() + i * D;
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) sc[d] += r[d];
+  }
+  for (int64_t c = 0; c < K; ++c) {
+    if (counts[c] == 0) continue;
+    float sq = 0.f;
+    for (int64_t d = 0; d < D; ++d) sq += sums[c * D + d] * sums[c * D + d];
+    if (sq <= 0.f) continue;
+    const float inv = 1.f / std::sqrt(sq);
+    for (int64_t d = 0; d < D; ++d) cent[c * D + d] = sums[c * D + d] * inv;
   }
 }
 
@@ -150,41 +195,26 @@ bool kmeans_cpu(const Buffer& x, const Buffer& init_centroids, const Buffer& cen
   // One problem of 512 x 16 is ~0.1 ms of work: a couple per thread at least.
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * D * K));
   parallel_for(P, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> xt(N * D), dots(K * N), best(N), sums(K * D), dist(N);
-    std::vector<int32_t> lab(N);
+    Points pts(N, D);
+    std::vector<float> sums(K * D), dist(pts.Np), tmp(pts.Np);
+    std::vector<int64_t> counts(K);
+    std::vector<int32_t> lab(pts.Np);
     for (int64_t pi = begin; pi < end; ++pi) {
       float* cent = centroids.data<float>() + pi * K * D;
-      normalise_transpose(x.data<float>() + pi * N * D, N, D, xt.data());
+      pts.load(x.data<float>() + pi * N * D);
       if (p.init == KmeansInit::kGiven) {
         std::copy_n(init_centroids.data<float>() + pi * K * D, K * D, cent);
         normalise_rows(cent, K, D);
       } else if (p.init == KmeansInit::kFirst) {
-        for (int64_t c = 0; c < K; ++c) copy_point(xt.data(), N, D, c % N, cent + c * D);
+        for (int64_t c = 0; c < K; ++c) std::copy_n(pts.rows.data() + (c % N) * D, D, cent + c * D);
       } else {
-        init_plus_plus(xt.data(), N, D, K, p.seed, static_cast<uint64_t>(pi), cent, dist.data(),
-                       best.data());
+        init_plus_plus(pts, K, p.seed, static_cast<uint64_t>(pi), cent, dist.data(), tmp.data());
       }
       for (int64_t it = 0; it < p.iters; ++it) {
-        assign_block(xt.data(), N, D, cent, K, dots.data(), best.data(), lab.data());
-        for (int64_t c = 0; c < K; ++c) {
-          bool any = false;
-          for (int64_t i = 0; i < N; ++i) any |= lab[i] == c;
-          if (!any) continue;  // empty cluster keeps its centroid
-          float sq = 0.f;
-          for (int64_t d = 0; d < D; ++d) {
-            const float* xd = xt.data() + d * N;
-            float s = 0.f;
-#pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < N; ++i) s += lab[i] == c ? xd[i] : 0.f;
-            sums[c * D + d] = s;
-            sq += s * s;
-          }
-          if (sq <= 0.f) continue;  // members cancel out: keep the previous direction
-          const float inv = 1.f / std::sqrt(sq);
-          for (int64_t d = 0; d < D; ++d) cent[c * D + d] = sums[c * D + d] * inv;
-        }
+        assign_points(pts, cent, K, lab.data(), nullptr);
+        update_centroids(pts, lab.data(), K, cent, sums.data(), counts.data());
       }
-      assign_block(xt.data(), N, D, cent, K, dots.data(), best.data(), lab.data());
+      assign_points(pts, cent, K, lab.data(), nullptr);
       int64_t* out_lab = labels.data<int64_t>() + pi * N;
       for (int64_t i = 0; i < N; ++i) out_lab[i] = lab[i];
     }
@@ -202,13 +232,14 @@ bool assign_cpu(const Buffer& y, const Buffer& centroids, const Buffer& labels, 
   }
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * D * K));
   parallel_for(P, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> yt(M * D), cent(K * D), dots(K * M), best(M);
-    std::vector<int32_t> lab(M);
+    Points pts(M, D);
+    std::vector<float> cent(K * D), best(pts.Np);
+    std::vector<int32_t> lab(pts.Np);
     for (int64_t pi = begin; pi < end; ++pi) {
-      normalise_transpose(y.data<float>() + pi * M * D, M, D, yt.data());
+      pts.load(y.data<float>() + pi * M * D);
       std::copy_n(centroids.data<float>() + pi * K * D, K * D, cent.data());
       normalise_rows(cent.data(), K, D);
-      assign_block(yt.data(), M, D, cent.data(), K, dots.data(), best.data(), lab.data());
+      assign_points(pts, cent.data(), K, lab.data(), best.data());
       int64_t* out_lab = labels.data<int64_t>() + pi * M;
       float* out_sim = sim.data<float>() + pi * M;
       for (int64_t i = 0; i < M; ++i) {
