@@ -45,23 +45,62 @@ constexpr int64_t kStrip = 16;  // points per SIMD strip
 constexpr int64_t kCentBlock = 8;  // centroids whose dot products stay in registers
 
 // A problem's points, normalised, in two layouts: transposed [D][Np] (Np = N rounded up to a
-// strip, zero padded) for the dot products, and row-major [N][D] for the centroid sums.
+// strip, zero padded) for the dot products, and (for k-means only) row-major [N][D] for the
+// centroid sums.
 struct Points {
   int64_t N, D, Np;
+  bool with_rows;
   std::vector<float> xt, rows;
-  Points(int64_t n, int64_t d) : N(n), D(d), Np((n + kStrip - 1) / kStrip * kStrip), xt(d * Np, 0.f), rows(n * d) {}
+  Points(int64_t n, int64_t d, bool rows_too)
+      : N(n), D(d), Np((n + kStrip - 1) / kStrip * kStrip), with_rows(rows_too), xt(d * Np, 0.f),
+        rows(rows_too ? n * d : 0) {}
 
-  void load(const float* x) {
-    for (int64_t i = 0; i < N; ++i) {
-      const float* r = x + i * D;
-      float sq = 0.f;
-      for (int64_t d = 0; d < D; ++d) sq += r[d] * r[d];
-      const float inv = 1.f / std::max(std::sqrt(sq), 1e-12f);
+  // Returns true when x held NaN or infinity (checked here, while the problem is in cache).
+  bool load(const float* x) {
+    bool bad = false;
+    for (int64_t i0 = 0; i0 < Np; i0 += kStrip) {
+      const int64_t n = std::min(kStrip, N - i0);
+      const float* xs = x + i0 * D;
+      float sq[kStrip] = {};
+      if (n == kStrip) {
+        for (int64_t d = 0; d < D; ++d) {
+          float* dst = xt.data() + d * Np + i0;
+#pragma omp simd reduction(| : bad)
+          for (int64_t l = 0; l < kStrip; ++l) {
+            const float v = xs[l * D + d];  // strided loads across the strip (a transpose)
+            dst[l] = v;
+            sq[l] += v * v;
+            bad |= (v - v != v - v);
+          }
+        }
+      } else {
+        for (int64_t l = 0; l < n; ++l) {
+          for (int64_t d = 0; d < D; ++d) {
+            const float v = xs[l * D + d];
+            xt[d * Np + i0 + l] = v;
+            sq[l] += v * v;
+            bad |= (v - v != v - v);
+          }
+        }
+      }
+      float inv[kStrip];
+#pragma omp simd
+      for (int64_t l = 0; l < kStrip; ++l) inv[l] = 1.f / std::max(std::sqrt(sq[l]), 1e-12f);
       for (int64_t d = 0; d < D; ++d) {
-        rows[i * D + d] = r[d] * inv;
-        xt[d * Np + i] = r[d] * inv;
+        float* dst = xt.data() + d * Np + i0;
+#pragma omp simd
+        for (int64_t l = 0; l < kStrip; ++l) dst[l] *= inv[l];
+      }
+      if (with_rows) {
+        for (int64_t l = 0; l < n; ++l) {
+          const float* src = xs + l * D;
+          float* dst = rows.data() + (i0 + l) * D;
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) dst[d] = src[d] * inv[l];
+        }
       }
     }
+    return bad;
   }
 };
 
@@ -188,20 +227,23 @@ bool kmeans_cpu(const Buffer& x, const Buffer& init_centroids, const Buffer& cen
   kmeans_check(x, init_centroids, centroids, labels, p, -1);
   const int64_t P = x.dim(0), N = x.dim(1), D = x.dim(2), K = p.k;
   if (P == 0) return false;
-  if (has_nonfinite(x.data<float>(), x.numel())) return true;
   if (p.init == KmeansInit::kGiven && has_nonfinite(init_centroids.data<float>(), init_centroids.numel())) {
     return true;
   }
+  std::atomic<bool> bad{false};
   // One problem of 512 x 16 is ~0.1 ms of work: a couple per thread at least.
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * D * K));
   parallel_for(P, grain, [&](int64_t begin, int64_t end) {
-    Points pts(N, D);
+    Points pts(N, D, true);
     std::vector<float> sums(K * D), dist(pts.Np), tmp(pts.Np);
     std::vector<int64_t> counts(K);
     std::vector<int32_t> lab(pts.Np);
     for (int64_t pi = begin; pi < end; ++pi) {
       float* cent = centroids.data<float>() + pi * K * D;
-      pts.load(x.data<float>() + pi * N * D);
+      if (pts.load(x.data<float>() + pi * N * D)) {
+        bad = true;  // the caller raises; skip the work (outputs are unspecified)
+        continue;
+      }
       if (p.init == KmeansInit::kGiven) {
         std::copy_n(init_centroids.data<float>() + pi * K * D, K * D, cent);
         normalise_rows(cent, K, D);
@@ -219,24 +261,25 @@ bool kmeans_cpu(const Buffer& x, const Buffer& init_centroids, const Buffer& cen
       for (int64_t i = 0; i < N; ++i) out_lab[i] = lab[i];
     }
   });
-  return false;
+  return bad.load();
 }
 
 bool assign_cpu(const Buffer& y, const Buffer& centroids, const Buffer& labels, const Buffer& sim) {
   assign_check(y, centroids, labels, sim, -1);
   const int64_t P = y.dim(0), M = y.dim(1), D = y.dim(2), K = centroids.dim(1);
   if (P == 0 || M == 0) return false;
-  if (has_nonfinite(y.data<float>(), y.numel()) ||
-      has_nonfinite(centroids.data<float>(), centroids.numel())) {
-    return true;
-  }
+  if (has_nonfinite(centroids.data<float>(), centroids.numel())) return true;
+  std::atomic<bool> bad{false};
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * D * K));
   parallel_for(P, grain, [&](int64_t begin, int64_t end) {
-    Points pts(M, D);
+    Points pts(M, D, false);
     std::vector<float> cent(K * D), best(pts.Np);
     std::vector<int32_t> lab(pts.Np);
     for (int64_t pi = begin; pi < end; ++pi) {
-      pts.load(y.data<float>() + pi * M * D);
+      if (pts.load(y.data<float>() + pi * M * D)) {
+        bad = true;
+        continue;
+      }
       std::copy_n(centroids.data<float>() + pi * K * D, K * D, cent.data());
       normalise_rows(cent.data(), K, D);
       assign_points(pts, cent.data(), K, lab.data(), best.data());
@@ -248,7 +291,7 @@ bool assign_cpu(const Buffer& y, const Buffer& centroids, const Buffer& labels, 
       }
     }
   });
-  return false;
+  return bad.load();
 }
 
 }  // namespace fer_edge
