@@ -23,10 +23,11 @@ def test_cuda_kernels_were_compiled():
     assert "87" in info["cuda_archs"] and "90" in info["cuda_archs"]  # Jetson Orin and Hopper
 
 
-def test_import_and_native_core_do_not_import_torch():
+def test_import_and_native_core_do_not_import_torch(tmp_path):
     code = ("import sys, fer_edge, fer_edge._C as C; fer_edge.build_info(); "
             "assert 'torch' not in sys.modules, 'torch was imported'; print(C.get_num_threads())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # cwd away from the checkout, whose bare source tree would shadow the installed package
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
 
 
