@@ -66,3 +66,28 @@ def test_thread_count_is_settable():
     finally:
         ops.set_num_threads(0)
     assert ops.get_num_threads() == before
+
+
+def test_fallback_to_the_references_is_announced_and_works(monkeypatch):
+    import torch
+
+    from fer_edge import _native, ops
+
+    monkeypatch.setattr(_native, "_module", None)
+    monkeypatch.setattr(_native, "_loaded", True)
+    monkeypatch.setattr(_native, "_error", "ImportError: simulated")
+    monkeypatch.setattr(_native, "_warned", False)
+    assert fer_edge.build_info()["native"] is False
+    with pytest.warns(RuntimeWarning, match="PyTorch reference"):
+        assert ops.hog(torch.zeros(1, 1, 16, 16)).shape == (1, 1, 36)
+    c, lab = ops.kmeans_cosine(torch.randn(2, 9, 3), 3, 2, seed=0)
+    assert c.shape == (2, 3, 3) and lab.shape == (2, 9)
+    z = torch.randn(5, 6, requires_grad=True)
+    w, i, p = ops.topk_gating(z, 2, return_probs=True)
+    (w.sum() + p[:, 0].sum()).backward()
+    assert z.grad.shape == (5, 6)
+    x = torch.randn(2, 7, 3, requires_grad=True)
+    ops.chanpool_max(x, [3, 4]).sum().backward()
+    assert x.grad.sum() == 2 * 2 * 3
+    with pytest.raises(ImportError, match="pip install"):
+        _native.require()

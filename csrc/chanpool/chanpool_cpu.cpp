@@ -58,29 +58,33 @@ bool forward_impl(const Buffer& x, const Buffer& offsets, const Buffer& drop, co
   std::atomic<bool> bad{false}, empty_group{false};
   parallel_for(B * L, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, S * C / L)),
                [&](int64_t i0, int64_t i1) {
-    std::vector<T> best(S);
-    std::vector<int32_t> arg(S);
-    bool local_bad = false;
+    std::vector<T> best_buf(S);
+    std::vector<int32_t> arg_buf(S);
+    // Raw pointers: through std::vector::operator[] GCC reloads the data pointer and gives up
+    // vectorising the loop below.
+    T* best = best_buf.data();
+    int32_t* arg = arg_buf.data();
+    int local_bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / L, l = i % L;
       const T* xb = x.data<T>() + b * C * S;
       const uint8_t* m = mask ? mask + b * mask_stride : nullptr;
-      std::fill(best.begin(), best.end(), -std::numeric_limits<T>::infinity());
-      std::fill(arg.begin(), arg.end(), -1);
+      std::fill(best, best + S, -std::numeric_limits<T>::infinity());
+      std::fill(arg, arg + S, -1);
       for (int64_t c = o[l]; c < o[l + 1]; ++c) {
         if (m && m[c]) continue;
         const T* xc = xb + c * S;
-#pragma omp simd reduction(| : local_bad)
+#pragma omp simd reduction(+ : local_bad)
         for (int64_t s = 0; s < S; ++s) {
           const bool better = (arg[s] < 0) | (xc[s] > best[s]);  // strict: ties keep lowest c
           best[s] = better ? xc[s] : best[s];
           arg[s] = better ? static_cast<int32_t>(c) : arg[s];
-          local_bad |= xc[s] != xc[s];
+          local_bad += xc[s] != xc[s];
         }
       }
       if (S > 0 && arg[0] < 0) empty_group = true;
-      std::copy(best.begin(), best.end(), out.data<T>() + i * S);
-      std::copy(arg.begin(), arg.end(), argmax.data<int32_t>() + i * S);
+      std::copy(best, best + S, out.data<T>() + i * S);
+      std::copy(arg, arg + S, argmax.data<int32_t>() + i * S);
     }
     if (local_bad) bad = true;
   });

@@ -51,16 +51,16 @@ struct BinBoundaries {
 // Copies one source row into dst[1..W] and reflects the two border columns.
 template <typename T>
 bool load_row_reflect(const T* src, int64_t W, float* dst) {
-  bool bad = false;
-#pragma omp simd reduction(| : bad)
+  int bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
+#pragma omp simd reduction(+ : bad)
   for (int64_t j = 0; j < W; ++j) {
     float v = static_cast<float>(src[j]);
     dst[j + 1] = v;
-    if constexpr (std::is_same<T, float>::value) bad |= (v - v != v - v);  // NaN or inf
+    if constexpr (std::is_same<T, float>::value) bad += (v - v != v - v);  // NaN or inf
   }
   dst[0] = dst[2];
   dst[W + 1] = dst[W - 1];
-  return bad;
+  return bad != 0;
 }
 
 inline int64_t reflect(int64_t i, int64_t n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); }

@@ -35,10 +35,10 @@ void assign_check(const Buffer& y, const Buffer& centroids, const Buffer& labels
 namespace {
 
 bool has_nonfinite(const float* v, int64_t n) {
-  bool bad = false;
-#pragma omp simd reduction(| : bad)
-  for (int64_t i = 0; i < n; ++i) bad |= (v[i] - v[i] != v[i] - v[i]);
-  return bad;
+  int bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
+#pragma omp simd reduction(+ : bad)
+  for (int64_t i = 0; i < n; ++i) bad += (v[i] - v[i] != v[i] - v[i]);
+  return bad != 0;
 }
 
 constexpr int64_t kStrip = 16;  // points per SIMD strip
@@ -57,7 +57,7 @@ struct Points {
 
   // Returns true when x held NaN or infinity (checked here, while the problem is in cache).
   bool load(const float* x) {
-    bool bad = false;
+    int bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
     for (int64_t i0 = 0; i0 < Np; i0 += kStrip) {
       const int64_t n = std::min(kStrip, N - i0);
       const float* xs = x + i0 * D;
@@ -65,12 +65,12 @@ struct Points {
       if (n == kStrip) {
         for (int64_t d = 0; d < D; ++d) {
           float* dst = xt.data() + d * Np + i0;
-#pragma omp simd reduction(| : bad)
+#pragma omp simd reduction(+ : bad)
           for (int64_t l = 0; l < kStrip; ++l) {
             const float v = xs[l * D + d];  // strided loads across the strip (a transpose)
             dst[l] = v;
             sq[l] += v * v;
-            bad |= (v - v != v - v);
+            bad += (v - v != v - v);
           }
         }
       } else {
@@ -79,7 +79,7 @@ struct Points {
             const float v = xs[l * D + d];
             xt[d * Np + i0 + l] = v;
             sq[l] += v * v;
-            bad |= (v - v != v - v);
+            bad += (v - v != v - v);
           }
         }
       }
@@ -100,7 +100,7 @@ struct Points {
         }
       }
     }
-    return bad;
+    return bad != 0;
   }
 };
 

@@ -75,9 +75,9 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
   S buf[kGatingMaxExperts][kLanes];
   S val[kGatingMaxK][kLanes];
   int32_t idx[kGatingMaxK][kLanes];
-  bool bad = false;
-#pragma omp simd reduction(| : bad)
-  for (int64_t i = 0; i < n * E; ++i) bad |= z[i] != z[i];
+  int bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
+#pragma omp simd reduction(+ : bad)
+  for (int64_t i = 0; i < n * E; ++i) bad += z[i] != z[i];
   if (bad) return true;  // the caller raises; nothing below may see a NaN (it marks chosen experts)
   if (n == kLanes) {
     for (int64_t e = 0; e < E; ++e) {
@@ -154,7 +154,7 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
       for (int64_t e = 0; e < E; ++e) p_out[l * E + e] = buf[e][l] * inv;
     }
   }
-  return bad;
+  return false;
 }
 
 template <typename S>
