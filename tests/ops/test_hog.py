@@ -122,3 +122,11 @@ def test_compiles_with_torch_compile():
     x = _u8(2, 1, 32, 32).float()
     f = torch.compile(lambda t: hog(t) * 2.0, fullgraph=True, backend="eager")
     torch.testing.assert_close(f(x), hog(x) * 2.0)
+
+
+@pytest.mark.parametrize("cell,patch,bins", [(8, 8, 9), (4, 8, 9), (8, 8, 7)])
+def test_width_not_a_multiple_of_the_16_column_strip(cell, patch, bins, device):
+    # The 9-bin fast path works on 16-column strips; W=24 ends half-way through one.
+    x = _u8(2, 3, 40, 24, seed=9)
+    ours = hog(x.to(device), cell=cell, bins=bins, patch=patch).cpu()
+    torch.testing.assert_close(ours, R.hog(x, cell, bins, patch), atol=2e-6, rtol=1e-5)
