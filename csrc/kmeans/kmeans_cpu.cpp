@@ -115,17 +115,20 @@ void normalise_rows(float* c, int64_t K, int64_t D) {
 
 // labels[i] = argmax_c <x_i, cent_c> (strict >: ties keep the lowest c); best[i] = that dot.
 // Dot products accumulate over d in order, as the reference's bmm would in exact arithmetic.
-void assign_points(const Points& pts, const float* cent, int64_t K, int32_t* lab, float* best) {
+// CB centroids at a time keep their dot products in registers (CB = 4 when K <= 4, so that
+// small K does not pay for padding).
+template <int CB>
+void assign_points_blocked(const Points& pts, const float* cent, int64_t K, int32_t* lab, float* best) {
   const int64_t D = pts.D, Np = pts.Np;
   for (int64_t i0 = 0; i0 < Np; i0 += kStrip) {
     float bv[kStrip];
     int32_t bi[kStrip];
-    for (int64_t c0 = 0; c0 < K; c0 += kCentBlock) {
-      const int64_t nc = std::min(kCentBlock, K - c0);
-      float acc[kCentBlock][kStrip] = {};
+    for (int64_t c0 = 0; c0 < K; c0 += CB) {
+      const int64_t nc = std::min<int64_t>(CB, K - c0);
+      float acc[CB][kStrip] = {};
       for (int64_t d = 0; d < D; ++d) {
         const float* xd = pts.xt.data() + d * Np + i0;
-        for (int64_t c = 0; c < kCentBlock; ++c) {
+        for (int64_t c = 0; c < CB; ++c) {
           const float cv = c < nc ? cent[(c0 + c) * D + d] : 0.f;
 #pragma omp simd
           for (int64_t l = 0; l < kStrip; ++l) acc[c][l] += cv * xd[l];
@@ -145,6 +148,14 @@ void assign_points(const Points& pts, const float* cent, int64_t K, int32_t* lab
       lab[i0 + l] = bi[l];
       if (best) best[i0 + l] = bv[l];
     }
+  }
+}
+
+void assign_points(const Points& pts, const float* cent, int64_t K, int32_t* lab, float* best) {
+  if (K <= 4) {
+    assign_points_blocked<4>(pts, cent, K, lab, best);
+  } else {
+    assign_points_blocked<kCentBlock>(pts, cent, K, lab, best);
   }
 }
 
@@ -200,16 +211,19 @@ void init_plus_plus(const Points& pts, int64_t K, uint64_t seed, uint64_t proble
 void update_centroids(const Points& pts, const int32_t* lab, int64_t K, float* cent, float* sums,
                       int64_t* counts) {
   const int64_t N = pts.N, D = pts.D;
-  std::fill(sums, sums + K * D, 0.f);
+  // Two interleaved partial sums (even / odd points): consecutive points of one cluster would
+  // otherwise wait on each other's store. sums holds 2*K*D floats.
+  std::fill(sums, sums + 2 * K * D, 0.f);
   std::fill(counts, counts + K, 0);
   for (int64_t i = 0; i < N; ++i) {
     const int64_t c = lab[i];
     ++counts[c];
-    float* sc = sums + c * D;
+    float* sc = sums + ((i & 1) * K + c) * D;
     const float* r = pts.rows.data() + i * D;
 #pragma omp simd
     for (int64_t d = 0; d < D; ++d) sc[d] += r[d];
   }
+  for (int64_t e = 0; e < K * D; ++e) sums[e] += sums[K * D + e];
   for (int64_t c = 0; c < K; ++c) {
     if (counts[c] == 0) continue;
     float sq = 0.f;
@@ -235,7 +249,7 @@ bool kmeans_cpu(const Buffer& x, const Buffer& init_centroids, const Buffer& cen
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * D * K));
   parallel_for(P, grain, [&](int64_t begin, int64_t end) {
     Points pts(N, D, true);
-    std::vector<float> sums(K * D), dist(pts.Np), tmp(pts.Np);
+    std::vector<float> sums(2 * K * D), dist(pts.Np), tmp(pts.Np);
     std::vector<int64_t> counts(K);
     std::vector<int32_t> lab(pts.Np);
     for (int64_t pi = begin; pi < end; ++pi) {
