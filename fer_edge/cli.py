@@ -1,5 +1,5 @@
 """`fer-edge` command line. Subcommands arrive with their layers (train, eval, export, predict,
-benchmark, data); `info` reports what this installation holds."""
+benchmark); today: `info` and `data`."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +14,56 @@ def _info(_args) -> int:
     return 0
 
 
+def _data_stats(args) -> int:
+    from fer_edge.data import stats
+
+    kwargs = {"mode": args.mode} if args.dataset.startswith("ferplus") else {}
+    counts = stats.split_counts(args.dataset, [args.split] if args.split else None, **kwargs)
+    print(stats.format_table(counts))
+    out = args.out or f"{args.dataset.partition(':')[0]}_classes.png"
+    print(f"histogram: {stats.save_histogram(counts, out, args.dataset)}")
+    return 0
+
+
+def _data_landmarks(args) -> int:
+    from fer_edge.data import landmarks, open_dataset
+    from fer_edge.faces import FaceDetector
+
+    ds = open_dataset(args.dataset, args.split)
+    detector = FaceDetector(args.yunet, min_side=args.min_side)
+    cache = landmarks.build(ds, detector, progress=True)
+    path = landmarks.save(cache, args.out or landmarks.default_path(ds))
+    print(f"{ds.name}: {cache.summary()}")
+    print(f"landmark cache: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="show the compiled kernels, CUDA support and threading").set_defaults(func=_info)
+
+    data = sub.add_parser("data", help="datasets: class statistics, landmark caches").add_subparsers(dest="data_cmd", required=True)
+    st = data.add_parser("stats", help="class counts per split, and a class-histogram PNG")
+    st.add_argument("dataset", help="ferplus | ckplus | fer2013:<csv> | rafdb:<root> | affectnet:<root> | folder:<root>")
+    st.add_argument("--split", help="one split only (default: all)")
+    st.add_argument("--mode", default="majority", help="FERPlus label protocol (majority, probability, multi_target, argmax)")
+    st.add_argument("--out", help="PNG path (default: <dataset>_classes.png)")
+    st.set_defaults(func=_data_stats)
+    lm = data.add_parser("landmarks", help="detect 5 landmarks once per image and cache them beside the dataset")
+    lm.add_argument("dataset")
+    lm.add_argument("--split")
+    lm.add_argument("--out", help="cache file (default: beside the dataset, fer_edge_landmarks.npz)")
+    lm.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
+    lm.add_argument("--min-side", type=int, default=160, help="upscale smaller images to this side before detection")
+    lm.set_defaults(func=_data_landmarks)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"fer-edge: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""Datasets, label maps, splits, landmark caches and augmentations (numpy + OpenCV).
+
+`open_dataset("ferplus", "test")` and friends give a FaceDataset; see `DATASETS` for the names
+the CLI accepts ("ferplus", "ckplus", or "fer2013:<csv>", "rafdb:<root>", "affectnet:<root>",
+"folder:<root>").
+"""
+from __future__ import annotations
+
+from fer_edge.data.base import CorruptImageError, FaceDataset, Sample
+from fer_edge.data.labels import CLASSES, CLASSES_7, canonical, view
+
+# name -> (splits, opener(arg, split, **kw))
+DATASETS = {
+    "ferplus": ("train", "valid", "test"),
+    "ckplus": ("all",),
+    "fer2013": ("train", "valid", "test"),
+    "rafdb": ("train", "test"),
+    "affectnet": ("train", "valid"),
+    "folder": ("all",),
+}
+
+
+def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
+    """A dataset from a CLI-style spec: 'ferplus', 'ckplus', or '<kind>:<path>'."""
+    kind, _, arg = spec.partition(":")
+    if kind not in DATASETS:
+        raise ValueError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)} (path-based ones as kind:path)")
+    split = split or DATASETS[kind][0]
+    if split not in DATASETS[kind]:
+        raise ValueError(f"{kind} has splits {DATASETS[kind]}, not {split!r}")
+    if kind == "ferplus":
+        from fer_edge.data.ferplus import FERPlus
+
+        return FERPlus(root=arg or None, split=split, **kwargs)
+    if kind == "ckplus":
+        from fer_edge.data.folder import ckplus
+
+        return ckplus(root=arg or None, **kwargs)
+    if not arg:
+        raise ValueError(f"{kind} needs a path: {kind}:<path>")
+    if kind == "fer2013":
+        from fer_edge.data.fer2013 import FER2013
+
+        return FER2013(arg, split=split, **kwargs)
+    if kind == "rafdb":
+        from fer_edge.data.rafdb import RAFDB
+
+        return RAFDB(arg, split=split, **kwargs)
+    if kind == "affectnet":
+        from fer_edge.data.affectnet import AffectNet
+
+        return AffectNet(arg, split=split, **kwargs)
+    from fer_edge.data.folder import ImageFolder
+
+    return ImageFolder(arg, **kwargs)
+
+
+__all__ = ["CLASSES", "CLASSES_7", "canonical", "view", "Sample", "FaceDataset", "CorruptImageError", "DATASETS",
+           "open_dataset"]

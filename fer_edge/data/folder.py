@@ -1,0 +1,44 @@
+"""Class-per-folder trees (`<root>/<class name>/<image>`), e.g. ckplus48/CK+48."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from fer_edge.data.base import FaceDataset, Sample, restrict_to_view
+from fer_edge.data.labels import CLASSES, canonical
+from fer_edge.data.paths import data_root
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
+
+
+class ImageFolder(FaceDataset):
+    """Every image below `<root>/<class>/`; folder names map to classes by name ('happy' ->
+    happiness). Folders that name no expression are an error unless `ignore_unknown`."""
+
+    def __init__(self, root: str | Path, num_classes: int = 8, color: str = "gray", ignore_unknown: bool = False,
+                 name: str | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a folder of class folders")
+        dropped: Counter = Counter()
+        samples = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            try:
+                label = CLASSES.index(canonical(folder.name))
+            except ValueError:
+                if ignore_unknown:
+                    dropped[f"folder {folder.name!r} names no class"] += 1
+                    continue
+                raise
+            for img in sorted(folder.rglob("*")):
+                if img.suffix.lower() in IMAGE_SUFFIXES:
+                    samples.append(Sample(name=str(img.relative_to(root)), label=label, path=img))
+        samples, classes = restrict_to_view(samples, num_classes, dropped)
+        super().__init__(samples, classes, color, name=name or root.name, dropped=dropped)
+        self.root = root
+
+
+def ckplus(num_classes: int = 8, color: str = "gray", root: str | Path | None = None) -> ImageFolder:
+    """CK+48: 981 faces in 7 classes (no neutral); the 7-class view drops its 54 contempt faces."""
+    root = Path(root) if root else data_root() / "ckplus48" / "CK+48"
+    return ImageFolder(root, num_classes=num_classes, color=color, name="ckplus48")

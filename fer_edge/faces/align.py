@@ -1,0 +1,60 @@
+"""5-point similarity alignment onto a canonical template, at any output size.
+
+One function serves training crops and runtime frames, so a model sees faces aligned the same
+way in both. The template is the ArcFace 112x112 five-point layout, scaled to the output size.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner
+ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                        [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)
+
+
+def template(size: int = 112) -> np.ndarray:
+    """The 5 canonical points [5, 2] for a size x size output."""
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    return ARCFACE_112 * (size / 112.0)
+
+
+def _points(name: str, pts) -> np.ndarray:
+    p = np.asarray(pts, dtype=np.float32)
+    if p.shape != (5, 2):
+        raise ValueError(f"{name}: expected 5 landmarks of shape (5, 2), got {p.shape}")
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name}: landmarks contain NaN or infinity")
+    return p
+
+
+def similarity(src, dst) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src onto dst, as
+    a 2x3 matrix."""
+    s, d = _points("src", src), _points("dst", dst)
+    # RANSAC with a threshold no point can exceed keeps all 5 points, and the Levenberg-Marquardt
+    # refinement then gives the least-squares fit.
+    m, _ = cv2.estimateAffinePartial2D(s, d, method=cv2.RANSAC, ransacReprojThreshold=1e6, refineIters=50)
+    if m is None:
+        raise ValueError("landmarks are degenerate (coincident points): no similarity transform exists")
+    return m
+
+
+def align(image: np.ndarray, landmarks, size: int = 112, border: int = cv2.BORDER_CONSTANT) -> tuple[np.ndarray, np.ndarray]:
+    """(aligned size x size crop, the 2x3 matrix from image to crop)."""
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        raise ValueError("image: expected a non-empty numpy array")
+    m = similarity(landmarks, template(size))
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border), m
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    """The crop -> image matrix of an image -> crop matrix."""
+    return cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
+
+
+def transform_points(pts, m: np.ndarray) -> np.ndarray:
+    """Points [N, 2] through a 2x3 matrix."""
+    p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    return (p @ np.asarray(m, dtype=np.float64)[:, :2].T + np.asarray(m, dtype=np.float64)[:, 2]).astype(np.float32)

@@ -1,0 +1,113 @@
+"""YuNet face detector through OpenCV's FaceDetectorYN: boxes, scores and 5 landmarks.
+
+The weights are never shipped nor downloaded here: `resolve_yunet` looks for them in the
+argument, then $FER_EDGE_YUNET, then the cache directory, then the data folder's yunet/.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+YUNET_URL = "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
+ENV_VAR = "FER_EDGE_YUNET"
+
+
+def resolve_yunet(path: str | os.PathLike | None = None) -> Path:
+    """Path of the YuNet ONNX file, or FileNotFoundError saying where to put it."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"YuNet model {p} does not exist")
+        return p
+    from fer_edge.data.paths import cache_dir, data_root
+
+    candidates = []
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]))
+    candidates.append(cache_dir() / YUNET_FILE)
+    root = data_root(required=False)
+    if root is not None:
+        candidates.append(root / "yunet" / YUNET_FILE)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        f"YuNet face-detector weights not found (looked in: {', '.join(map(str, candidates))}). "
+        f"Download {YUNET_FILE} (sha256 {YUNET_SHA256}) from {YUNET_URL} and pass its path, "
+        f"set {ENV_VAR}=/path/to/{YUNET_FILE}, or copy it into {cache_dir()}."
+    )
+
+
+@dataclass
+class Face:
+    """One detection in image pixels: box (x, y, w, h), score, landmarks [5, 2] in the order
+    image-left eye, image-right eye, nose tip, image-left and image-right mouth corner."""
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"box": self.box.tolist(), "score": self.score, "landmarks": self.landmarks.tolist()}
+
+
+def as_bgr(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """uint8 gray, BGR or BGRA -> contiguous BGR; clear errors for anything else."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"{name}: expected dtype uint8, got {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"{name}: empty image of shape {image.shape}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    raise ValueError(f"{name}: expected shape [H, W], [H, W, 3] or [H, W, 4], got {image.shape}")
+
+
+class FaceDetector:
+    """YuNet on any image size, thread-safe. YuNet works at camera resolutions: large photos are
+    downscaled to `max_side` (a face filling a 2000 px portrait is otherwise missed), and small
+    images such as FER's 48x48 crops are upscaled to `min_side`."""
+
+    def __init__(self, model: str | os.PathLike | None = None, score_threshold: float = 0.6,
+                 nms_threshold: float = 0.3, top_k: int = 5000, min_side: int = 160, max_side: int = 640):
+        self.model_path = resolve_yunet(model)
+        try:
+            self._det = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), score_threshold,
+                                                  nms_threshold, top_k)
+        except cv2.error as exc:
+            raise ValueError(f"{self.model_path}: not a loadable YuNet ONNX model ({exc.msg.strip()})") from exc
+        self.score_threshold, self.min_side, self.max_side = score_threshold, min_side, max_side
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in a uint8 gray/BGR/BGRA image, best score first (empty list when none)."""
+        img = as_bgr(image)
+        h, w = img.shape[:2]
+        scale = 1.0
+        if max(h, w) > self.max_side:
+            scale = self.max_side / max(h, w)
+        elif min(h, w) < self.min_side:
+            scale = self.min_side / min(h, w)
+        if scale != 1.0:
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+        with self._lock:
+            self._det.setInputSize((img.shape[1], img.shape[0]))
+            _, rows = self._det.detect(img)
+        if rows is None:
+            return []
+        faces = [Face(box=(r[:4] / scale).astype(np.float32), score=float(r[14]),
+                      landmarks=(r[4:14].reshape(5, 2) / scale).astype(np.float32)) for r in rows]
+        return sorted(faces, key=lambda f: -f.score)
