@@ -39,3 +39,29 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, cuda_only])]
 @pytest.fixture(params=DEVICES)
 def device(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """../shared/data (or $FER_EDGE_DATA). Missing data skips locally; CI sets
+    FER_EDGE_REQUIRE_DATA=1 so that a missing folder fails instead of skipping."""
+    from fer_edge.data.paths import data_root as find
+
+    root = find(required=False)
+    if root is None:
+        if os.environ.get("FER_EDGE_REQUIRE_DATA") == "1":
+            pytest.fail("FER_EDGE_REQUIRE_DATA=1 but no data folder was found (set FER_EDGE_DATA)")
+        pytest.skip("no data folder (set FER_EDGE_DATA to ../shared/data)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def yunet_path(data_root):
+    return data_root / "yunet" / "face_detection_yunet_2023mar.onnx"
+
+
+@pytest.fixture(scope="session")
+def detector(yunet_path):
+    from fer_edge.faces import FaceDetector
+
+    return FaceDetector(yunet_path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def load(path: str | Path) -> LandmarkCache:
     try:
         with np.load(path, allow_pickle=False) as z:
             cache = LandmarkCache(z["names"], z["landmarks"], z["detected"], z["scores"], json.loads(str(z["meta"])))
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, KeyError, ValueError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a fer_edge landmark cache ({exc})") from exc
     n = len(cache.names)
     if cache.landmarks.shape != (n, 5, 2) or cache.detected.shape != (n,) or cache.scores.shape != (n,):
