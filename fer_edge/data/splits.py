@@ -91,3 +91,22 @@ class PairedSampler:
         for b in range(len(self)):
             yield (src[b * self.source_batch:(b + 1) * self.source_batch],
                    tgt[b * self.target_batch:(b + 1) * self.target_batch])
+
+
+def random_candidate_sets(labels: Sequence[int], num_classes: int, q: float = 0.3, seed: int = 0) -> np.ndarray:
+    """Partial-label candidate sets for datasets without votes (methods.md §2, LW-style uniform
+    flipping): the true class plus each other class independently with probability q.
+    Returns bool [N, num_classes]; deterministic for a seed.
+
+    >>> random_candidate_sets([0, 2], 3, q=0.0).astype(int).tolist()
+    [[1, 0, 0], [0, 0, 1]]
+    """
+    labels = np.asarray(labels)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
+    rng = np.random.default_rng(seed)
+    cand = rng.random((len(labels), num_classes)) < q
+    cand[np.arange(len(labels)), labels] = True
+    return cand

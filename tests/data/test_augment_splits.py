@@ -119,3 +119,16 @@ def test_paired_sampler_covers_source_and_cycles_target():
     assert [b[0].tolist() for b in s] != [b[0].tolist() for b in batches]
     with pytest.raises(ValueError, match="both domains"):
         PairedSampler(0, 5, 1, 1)
+
+
+def test_random_candidate_sets():
+    from fer_edge.data.splits import random_candidate_sets
+
+    labels = np.random.default_rng(0).integers(0, 7, 20000)
+    cand = random_candidate_sets(labels, 7, q=0.3, seed=1)
+    assert cand[np.arange(len(labels)), labels].all()
+    others = cand.sum(1) - 1
+    assert abs(others.mean() - 6 * 0.3) < 0.05
+    assert np.array_equal(cand, random_candidate_sets(labels, 7, q=0.3, seed=1))
+    with pytest.raises(ValueError, match="labels must be in"):
+        random_candidate_sets([7], 7)
