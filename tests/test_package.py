@@ -91,3 +91,15 @@ def test_fallback_to_the_references_is_announced_and_works(monkeypatch):
     assert x.grad.sum() == 2 * 2 * 3
     with pytest.raises(ImportError, match="pip install"):
         _native.require()
+
+
+def test_buffers_refuse_non_contiguous_views():
+    import torch
+
+    from fer_edge import _C
+    from fer_edge.ops._buffers import as_buffer
+
+    with pytest.raises(ValueError, match="contiguous"):
+        as_buffer(_C, torch.zeros(4, 1).expand(4, 1000))
+    with pytest.raises(ValueError, match="does not match"):
+        as_buffer(_C, torch.zeros(4, 3), (5, 3))

@@ -14,8 +14,14 @@ _DTYPE_NAMES = {
 
 
 def as_buffer(lib, t: torch.Tensor, shape=None):
-    """A view of a contiguous tensor; `shape` may re-express it (same numel)."""
-    assert t.is_contiguous(), "as_buffer needs a contiguous tensor"
+    """A view of a contiguous tensor; `shape` may re-express it (same numel).
+
+    A real check, not an assert (python -O strips those): the native core reads numel elements
+    from data_ptr, which for an expanded or strided view runs past its storage."""
+    if not t.is_contiguous():
+        raise ValueError(f"internal: native kernels need contiguous tensors, got strides {t.stride()} for shape {tuple(t.shape)}")
+    if shape is not None and int(torch.tensor(shape).prod()) != t.numel():
+        raise ValueError(f"internal: shape {tuple(shape)} does not match {t.numel()} elements")
     device = t.device.index if t.is_cuda else -1
     if t.is_cuda and device is None:
         device = torch.cuda.current_device()
