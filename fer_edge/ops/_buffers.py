@@ -1,6 +1,8 @@
 """Tensor -> fer_edge._C.Buffer views, and the CUDA stream a launch should use."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 _DTYPE_NAMES = {
@@ -20,7 +22,7 @@ def as_buffer(lib, t: torch.Tensor, shape=None):
     from data_ptr, which for an expanded or strided view runs past its storage."""
     if not t.is_contiguous():
         raise ValueError(f"internal: native kernels need contiguous tensors, got strides {t.stride()} for shape {tuple(t.shape)}")
-    if shape is not None and int(torch.tensor(shape).prod()) != t.numel():
+    if shape is not None and math.prod(shape) != t.numel():
         raise ValueError(f"internal: shape {tuple(shape)} does not match {t.numel()} elements")
     device = t.device.index if t.is_cuda else -1
     if t.is_cuda and device is None:
