@@ -1,5 +1,5 @@
-"""`fer-edge` command line. Subcommands arrive with their layers (train, eval, export, predict,
-benchmark); today: `info` and `data`."""
+"""`fer-edge` command line: info, data, train, eval (export, predict and benchmark arrive with
+their layers)."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +38,36 @@ def _data_landmarks(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from fer_edge.train import Trainer, load_config
+
+    cfg = load_config(args.config, args.overrides, method=args.method)
+    trainer = Trainer(cfg)
+    summary = trainer.fit()
+    if trainer.rank == 0:
+        print(json.dumps(summary))
+        if not args.no_report:
+            results = trainer.report()
+            for spec, res in results["sets"].items():
+                print(f"{spec}: accuracy {res['accuracy']:.4f}, mean class accuracy {res['mean_class_accuracy']:.4f}, "
+                      f"shared-class accuracy {res['accuracy_shared_classes']:.4f}")
+            print(f"results: {trainer.out / 'final.json'}")
+    return 0
+
+
+def _eval(args) -> int:
+    from fer_edge.train.trainer import trainer_from_checkpoint
+
+    trainer = trainer_from_checkpoint(args.checkpoint)
+    if args.out:
+        trainer.out = __import__("pathlib").Path(args.out)
+        trainer.out.mkdir(parents=True, exist_ok=True)
+    results = trainer.report(args.sets or None, checkpoint_path=__import__("pathlib").Path(args.checkpoint))
+    for spec, res in results["sets"].items():
+        print(f"{spec}: accuracy {res['accuracy']:.4f}, mean class accuracy {res['mean_class_accuracy']:.4f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     lm.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
     lm.add_argument("--min-side", type=int, default=160, help="upscale smaller images to this side before detection")
     lm.set_defaults(func=_data_landmarks)
+
+    tr = sub.add_parser("train", help="train a model with one of the methods")
+    tr.add_argument("method", help="baseline")
+    tr.add_argument("--config", help="YAML config (see configs/)")
+    tr.add_argument("--no-report", action="store_true", help="skip the final evaluation on the eval sets")
+    tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.05 data.image_size=64")
+    tr.set_defaults(func=_train)
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on datasets")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--sets", nargs="*", help="e.g. ferplus:test ckplus (default: the run's eval_sets)")
+    ev.add_argument("--out", help="folder for final.json and confusion PNGs (default: the run folder)")
+    ev.set_defaults(func=_eval)
 
     args = parser.parse_args(argv)
     try:
