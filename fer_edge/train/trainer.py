@@ -69,6 +69,7 @@ class Trainer:
         self.train_data = TorchFaces(train_set, d.image_size, True, d.augment, d.random_erasing, cfg.seed,
                                      soft_targets=d.label_mode == "probability")
         self.val_data = TorchFaces(val_set, d.image_size, False)
+        torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seeded path
         self.model = self.method.build_model(len(self.classes), 1 if d.color == "gray" else 3).to(self.device)
         self.net = self.model
         if self.world > 1:
@@ -187,7 +188,9 @@ class Trainer:
             result["shared_classes"] = [c for c, p in zip(self.classes, present) if p]
         return result
 
-    def fit(self) -> dict:
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Trains to optim.epochs (resuming from last.pt). `stop_after=n` returns after epoch n
+        as an interruption would, with last.pt written."""
         last = self.out / "last.pt"
         if self.cfg.resume and last.is_file():
             self.resume(last)
@@ -196,7 +199,7 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
-        while self.epoch < self.cfg.optim.epochs:
+        while self.epoch < self.cfg.optim.epochs and (stop_after is None or self.epoch < stop_after):
             t0 = time.time()
             logs = self.train_epoch()
             self.epoch += 1
