@@ -100,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--out", help="folder for final.json and confusion PNGs (default: the run folder)")
     ev.set_defaults(func=_eval)
 
-    args = parser.parse_args(argv)
+    # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them
+    # with flags), so they are collected from what the parser did not recognise.
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.overrides = list(args.overrides) + [e for e in extra if "=" in e and not e.startswith("-")]
+        extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as exc:
