@@ -1,0 +1,55 @@
+"""INT8: explicit Q/DQ ONNX (ONNX Runtime static quantisation; what TensorRT builds INT8 from)
+and OpenVINO IR quantised with NNCF. Both calibrate on images from the training data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over batches of raw pixels."""
+
+    def __init__(self, images: np.ndarray, batch: int = 16):
+        self.batches = [images[i:i + batch] for i in range(0, len(images), batch)]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return {"pixels": self.batches[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def qdq_onnx(fp32_model, calibration: np.ndarray):
+    """Symmetric per-channel INT8 weights and symmetric INT8 activations as Q/DQ pairs (TensorRT's
+    explicit-quantisation form). Returns an onnx.ModelProto."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        model = onnx.ModelProto()
+        model.CopyFrom(fp32_model)
+        del model.metadata_props[:]
+        onnx.save(model, src)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        calibrate_method=CalibrationMethod.Percentile,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.999})
+        return onnx.load(dst)
+
+
+def nncf_openvino(ov_model, calibration: np.ndarray):
+    """NNCF post-training quantisation of an OpenVINO model (mixed preset, all calibration images)."""
+    import nncf
+
+    data = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
+    return nncf.quantize(ov_model, data, subset_size=len(calibration), preset=nncf.QuantizationPreset.MIXED)

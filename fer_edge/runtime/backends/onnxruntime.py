@@ -1,0 +1,35 @@
+"""ONNX Runtime backend (CPU; CUDA/TensorRT execution providers when installed and asked)."""
+from __future__ import annotations
+
+from fer_edge import metadata as md
+from fer_edge.runtime.backends.base import Backend, BackendError, payload_digest
+
+KEY = "fer_edge"
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def _load(self) -> dict:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        custom = self.session.get_modelmeta().custom_metadata_map
+        if KEY not in custom:
+            raise md.MetadataError(f"{self.path}: an ONNX model without fer_edge metadata (export it with fer-edge export)")
+        meta = md.loads(custom[KEY], str(self.path))
+        md.check_payload(meta, payload_digest(self.path.read_bytes(), meta["payload_sha256"]), str(self.path))
+        outputs = self.session.get_outputs()
+        md.check_outputs(meta, outputs[0].shape[-1], str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+        return meta
+
+    def _infer(self, batch):
+        return self.session.run(None, {self.input_name: batch})[0]
