@@ -82,6 +82,10 @@ def _backward(ctx, grad_out, grad_argmax):
 _chanpool_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _exporting() -> bool:
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 def even_groups(channels: int, groups: int) -> list[int]:
     """Contiguous group sizes as CAFE splits channels per class: the remainder goes to the last
     groups (512 channels, 7 classes -> six groups of 73 and one of 74).
@@ -136,6 +140,9 @@ def chanpool_max(x: torch.Tensor, group_sizes: Sequence[int], drop_mask: Optiona
         if not bool(kept.all()):
             raise ValueError("drop_mask: drops every channel of a group for some sample; keep at least one per group")
         drop_mask = drop_mask.contiguous()
+    if _exporting():
+        # ONNX/TensorRT/OpenVINO get standard ops (ReduceMax per group), never a custom node
+        return _reference.chanpool_max(x, sizes, drop_mask, return_indices)
     low_precision = x.dtype in (torch.float16, torch.bfloat16)
     xin = x.float() if low_precision else x
     out, argmax = _chanpool_op(xin.contiguous(), sizes, drop_mask)

@@ -116,6 +116,11 @@ def topk_gating(logits: torch.Tensor, k: int = 2, return_probs: bool = False):
     _validate.positive_int("k", k, maximum=min(MAX_K, E))
     if not isinstance(return_probs, bool):
         raise TypeError(f"return_probs: expected a bool, got {type(return_probs).__name__}")
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        # Exported graphs get standard ops, never a custom node: ONNX TopK breaks ties toward the
+        # lower index, as this op does (stable sort, the reference's way, has no ONNX form).
+        vals, idx = torch.topk(logits, k, dim=-1, largest=True, sorted=True)
+        return torch.softmax(vals, -1), idx, (torch.softmax(logits, -1) if return_probs else None)
     lead = logits.shape[:-1]
     x = logits.reshape(-1, E)
     low_precision = x.dtype in (torch.float16, torch.bfloat16)

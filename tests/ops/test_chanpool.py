@@ -121,3 +121,23 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.fer_edge.chanpool_max.default, (x, [4, 2, 7], None))
     torch.library.opcheck(torch.ops.fer_edge.chanpool_max.default, (x, [4, 2, 7], _mask((13,)).index_fill(0, torch.tensor([0, 4, 6]), False)))
     torch.library.opcheck(torch.ops.fer_edge.chanpool_max.default, (_x(4, 9), [5, 4], None))
+
+
+def test_exports_to_standard_onnx_ops_that_onnxruntime_runs(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    sizes = even_groups(20, 3)
+
+    class Head(torch.nn.Module):
+        def forward(self, x):
+            return chanpool_max(x, sizes)
+
+    x = _x(2, 20, 3, 3)
+    prog = torch.onnx.export(Head(), (x,), dynamo=True, opset_version=18)
+    prog.save(str(tmp_path / "m.onnx"))
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert not any("fer_edge" in o or "chanpool" in o for o in ops)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0]
+    np_ref = R.chanpool_max(x, sizes).numpy()
+    assert (got == np_ref).all()

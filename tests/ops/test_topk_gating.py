@@ -117,3 +117,19 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.fer_edge.topk_gating.default, (z, 3, False))
     w, i, p = topk_gating(z.detach(), 2, return_probs=True)
     torch.library.opcheck(torch.ops.fer_edge.topk_gating_backward.default, (torch.randn(6, 2), w, i, torch.randn(6, 7), p, 7))
+
+
+def test_exports_to_standard_onnx_ops_that_onnxruntime_runs(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+
+    class Gate(torch.nn.Module):
+        def forward(self, z):
+            w, i, _ = topk_gating(z, 2)
+            return w, i
+
+    z = torch.randn(6, 7)
+    torch.onnx.export(Gate(), (z,), dynamo=True, opset_version=18).save(str(tmp_path / "g.onnx"))
+    w, i = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"z": z.numpy()})
+    rw, ri, _ = R.topk_gating(z, 2)
+    assert (i == ri.numpy()).all()
+    torch.testing.assert_close(torch.from_numpy(w), rw)
