@@ -1,5 +1,5 @@
-"""`fer-edge` command line: info, data, train, eval (export, predict and benchmark arrive with
-their layers)."""
+"""`fer-edge` command line: info, data, train, eval, export (predict and benchmark arrive with
+the runtime)."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +68,40 @@ def _eval(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from fer_edge.export import export
+    from fer_edge.export.formats import table
+
+    if args.list:
+        print(table())
+        return 0
+    if not args.checkpoint:
+        raise ValueError("export needs a checkpoint (or --list)")
+    report = export(args.checkpoint, args.formats, args.out, args.name, args.calibration, args.val_limit, args.seed,
+                    tuple(args.batch_sizes), args.workspace_mb, args.dla_core, args.threads)
+    print(f"torch accuracy on {report['validation_set']}: {report['torch_accuracy']:.4f}")
+    return 0
+
+
+def add_export_parser(sub) -> None:
+    from fer_edge.export.api import DEFAULT_TARGETS
+
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX / OpenVINO / TensorRT, each verified")
+    ex.add_argument("checkpoint", nargs="?")
+    ex.add_argument("--formats", nargs="+", default=list(DEFAULT_TARGETS), help="format:precision, e.g. onnx:fp32 openvino:int8")
+    ex.add_argument("--out", default="exports")
+    ex.add_argument("--name", help="file stem (default: the run folder's name)")
+    ex.add_argument("--calibration", type=int, default=300, help="INT8 calibration images from the training data")
+    ex.add_argument("--val-limit", type=int, default=0, help="verify on the first N validation images (0: all)")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="TensorRT optimisation profile")
+    ex.add_argument("--workspace-mb", type=int, default=1024)
+    ex.add_argument("--dla-core", type=int, help="TensorRT: build for this DLA core (Jetson)")
+    ex.add_argument("--threads", type=int, help="runtime threads while verifying")
+    ex.add_argument("--list", action="store_true", help="print the formats table")
+    ex.set_defaults(func=_export)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--out", help="folder for final.json and confusion PNGs (default: the run folder)")
     ev.set_defaults(func=_eval)
 
+    add_export_parser(sub)
+
     # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them
     # with flags), so they are collected from what the parser did not recognise.
     args, extra = parser.parse_known_args(argv)
@@ -110,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"fer-edge: error: {exc}", file=sys.stderr)
         return 2
 
