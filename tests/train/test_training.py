@@ -155,7 +155,7 @@ def test_ddp_two_cpu_processes_with_gloo(data_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            "-m", "fer_edge.cli", "train", "baseline", "--no-report", f"out_dir={out}", "threads=1", "data.limit=64",
            "data.batch_size=8", "optim.epochs=1", "optim.max_steps=2", "model.width=0.25"]
-    env = dict(os.environ, FER_EDGE_PROGRESS="0", OMP_NUM_THREADS="1")
+    env = dict(os.environ, FER_EDGE_PROGRESS="0", OMP_NUM_THREADS="1", FER_EDGE_DATA=str(data_root))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = checkpoint.load(out / "last.pt")
