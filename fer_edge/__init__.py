@@ -7,4 +7,13 @@ Importing this package never imports torch, compiles or downloads anything: the 
 from fer_edge._native import build_info
 
 __version__ = "0.1.0"
-__all__ = ["build_info", "__version__"]
+__all__ = ["build_info", "Recognizer", "__version__"]
+
+
+def __getattr__(name):
+    # lazy: `import fer_edge` stays free of OpenCV/runtime imports until the Recognizer is used
+    if name == "Recognizer":
+        from fer_edge.runtime.recognizer import Recognizer
+
+        return Recognizer
+    raise AttributeError(f"module 'fer_edge' has no attribute {name!r}")

@@ -97,6 +97,8 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
         "source_checkpoint_sha256": md.sha256_bytes(checkpoint_path.read_bytes()),
         "exporters": _versions(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "input_range": "raw pixels 0-255, normalised inside the graph",
+        # how the runtime must crop faces: the framing the training images had
+        "align_template": "fer2013" if cfg.data.dataset in ("ferplus", "fer2013") or cfg.data.dataset.startswith("fer2013:") else "arcface",
     }
     # validation images (never test) and calibration images from the training split
     val_set = open_split(f"{cfg.data.dataset}:{cfg.select_on}" if cfg.data.dataset == "ferplus" else f"{cfg.data.dataset}@{cfg.select_on}",

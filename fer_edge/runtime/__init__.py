@@ -4,5 +4,7 @@ Backends load exported models (`open_backend(path)`) and run preprocessed face b
 Recognizer (face detection -> alignment -> inference -> results) builds on them.
 """
 from fer_edge.runtime.backends import Backend, open_backend
+from fer_edge.runtime.recognizer import Recognizer
+from fer_edge.runtime.results import FaceResult, draw
 
-__all__ = ["Backend", "open_backend"]
+__all__ = ["Backend", "open_backend", "Recognizer", "FaceResult", "draw"]

@@ -36,8 +36,8 @@ class OpenVINOBackend(Backend):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         self.compiled = core.compile_model(model, "CPU" if self.device == "cpu" else self.device.upper(), config)
-        self.request = self.compiled.create_infer_request()
         return meta
 
     def _infer(self, batch):
-        return self.request.infer({0: batch})[self.compiled.output(0)]
+        # one infer request is not thread-safe; the compiled model makes a request per call
+        return self.compiled({0: batch})[self.compiled.output(0)]

@@ -1,0 +1,127 @@
+"""Recognizer: frame -> faces -> aligned crops -> one batched inference -> results. No torch.
+
+    from fer_edge import Recognizer
+    rec = Recognizer("model.onnx")          # or .xml (OpenVINO), .engine (TensorRT); None: the default model
+    for face in rec.predict(frame):          # BGR uint8 frame, a path, gray, BGRA, or a list of frames
+        print(face.label, face.confidence, face.box)
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_edge.faces.align import align
+from fer_edge.runtime.backends import open_backend
+from fer_edge.runtime.frames import to_bgr
+from fer_edge.runtime.results import FaceResult
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (see fer_edge/assets/MODEL_CARD.md)."""
+    path = Path(__file__).resolve().parent.parent / "assets" / "default.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"the default model {path} is missing from this installation; pass a model path")
+    return path
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+class Recognizer:
+    """Facial expressions of the faces in camera frames.
+
+    Args:
+        model: exported model path (.onnx, .xml, .engine/.plan); None loads the default model.
+        detector: a FaceDetector, a YuNet model path, or None (found via FER_EDGE_YUNET / the cache
+            dir when `predict` first needs it).
+        backend: "auto" (by suffix), "onnxruntime", "openvino", "tensorrt".
+        threads: inference threads (None: the runtime's default).
+        max_faces: keep only the best-scoring faces per frame (None: all).
+    """
+
+    def __init__(self, model: str | Path | None = None, detector=None, backend: str = "auto",
+                 threads: int | None = None, max_faces: int | None = None):
+        self.model = open_backend(model if model is not None else default_model_path(), backend, threads=threads)
+        self.meta = self.model.meta
+        self.channels, self.size, _ = self.model.input_shape
+        self.classes = self.model.classes
+        self.template = self.meta.get("align_template", "arcface")
+        self._detector_arg = detector
+        self._detector = None
+        self._lock = threading.Lock()
+        self.max_faces = max_faces
+
+    @property
+    def detector(self):
+        with self._lock:
+            if self._detector is None:
+                from fer_edge.faces.detector import FaceDetector
+
+                d = self._detector_arg
+                self._detector = d if isinstance(d, FaceDetector) else FaceDetector(d)
+            return self._detector
+
+    def _model_input(self, bgr_crop: np.ndarray) -> np.ndarray:
+        """[C, S, S] float32 raw pixels in the model's colour order."""
+        color = self.meta["color"]
+        if color == "gray":
+            img = cv2.cvtColor(bgr_crop, cv2.COLOR_BGR2GRAY)[None]
+        elif color == "rgb":
+            img = bgr_crop[..., ::-1].transpose(2, 0, 1)
+        else:
+            img = bgr_crop.transpose(2, 0, 1)
+        return img.astype(np.float32)
+
+    def crops(self, bgr: np.ndarray, detect: bool = True):
+        """(model inputs [N, C, S, S], faces) of one frame."""
+        if not detect:
+            crop = cv2.resize(bgr, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            return self._model_input(crop)[None], [None]
+        faces = self.detector.detect(bgr)
+        if self.max_faces is not None:
+            faces = faces[: self.max_faces]
+        inputs = [self._model_input(align(bgr, f.landmarks, self.size, template_name=self.template)[0]) for f in faces]
+        if not inputs:
+            return np.zeros((0, self.channels, self.size, self.size), np.float32), []
+        return np.stack(inputs), faces
+
+    def predict(self, frames, detect: bool = True):
+        """One frame (array or path) -> list[FaceResult]; a list of frames -> a list of those.
+        No face -> an empty list. `detect=False` treats each frame as an already cropped face."""
+        single = not isinstance(frames, (list, tuple))
+        batch = [frames] if single else list(frames)
+        per_frame, inputs = [], []
+        for k, frame in enumerate(batch):
+            bgr = to_bgr(frame, f"frames[{k}]" if not single else "frame")
+            x, faces = self.crops(bgr, detect)
+            per_frame.append(faces)
+            inputs.append(x)
+        x = np.concatenate(inputs) if inputs else np.zeros((0, self.channels, self.size, self.size), np.float32)
+        probs = softmax(self.model.infer(x)) if len(x) else np.zeros((0, len(self.classes)), np.float32)
+        out, i = [], 0
+        for faces in per_frame:
+            results = []
+            for f in faces:
+                p = probs[i]
+                i += 1
+                results.append(FaceResult(
+                    box=None if f is None else f.box, score=None if f is None else f.score,
+                    landmarks=None if f is None else f.landmarks, label=self.classes[int(p.argmax())],
+                    probabilities={c: float(v) for c, v in zip(self.classes, p)}))
+            out.append(results)
+        return out[0] if single else out
+
+    def close(self) -> None:
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
