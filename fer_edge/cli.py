@@ -1,5 +1,4 @@
-"""`fer-edge` command line: info, data, train, eval, export (predict and benchmark arrive with
-the runtime)."""
+"""`fer-edge` command line: info, data, train, eval, export, predict."""
 from __future__ import annotations
 
 import argparse
@@ -102,6 +101,60 @@ def add_export_parser(sub) -> None:
     ex.set_defaults(func=_export)
 
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def _predict(args) -> int:
+    from pathlib import Path
+
+    import cv2
+
+    from fer_edge.data.folder import IMAGE_SUFFIXES
+    from fer_edge.runtime import Recognizer, draw
+
+    rec = Recognizer(args.model, detector=args.yunet, threads=args.threads)
+    src = Path(args.source)
+    out = Path(args.save) if args.save else None
+    records = []
+    if src.suffix.lower() in VIDEO_SUFFIXES:
+        cap = cv2.VideoCapture(str(src))
+        if not cap.isOpened():
+            raise ValueError(f"{src}: cannot open video")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        writer = None
+        from tqdm import tqdm
+
+        for k in tqdm(range(n or 10**9), total=n, desc=src.name, unit="frame", disable=args.json):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            results = rec.predict(frame, detect=not args.no_detect)
+            records.append({"frame": k, "faces": [r.to_dict() for r in results]})
+            if out:
+                if writer is None:
+                    fps = cap.get(cv2.CAP_PROP_FPS) or 25
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
+                writer.write(draw(frame, results))
+        if writer is not None:
+            writer.release()
+    else:
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else [src]
+        if out and len(files) > 1:
+            out.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            results = rec.predict(f, detect=not args.no_detect)
+            records.append({"image": str(f), "faces": [r.to_dict() for r in results]})
+            if out:
+                target = out / f"{f.stem}_fer.png" if len(files) > 1 else out
+                cv2.imwrite(str(target), draw(cv2.imread(str(f)), results))
+            if not args.json:
+                summary = ", ".join(f"{r.label} {r.confidence:.2f}" for r in results) or "no face"
+                print(f"{f}: {summary}")
+    if args.json:
+        print(json.dumps(records if len(records) != 1 else records[0], indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.set_defaults(func=_eval)
 
     add_export_parser(sub)
+    pr = sub.add_parser("predict", help="expressions of the faces in an image, a folder of images or a video")
+    pr.add_argument("source")
+    pr.add_argument("--model", help="exported model (.onnx, .xml, .engine); default: the shipped model")
+    pr.add_argument("--save", help="annotated image (or folder for several images, or .mp4 for a video)")
+    pr.add_argument("--json", action="store_true", help="print the results as JSON")
+    pr.add_argument("--no-detect", action="store_true", help="inputs are already cropped faces")
+    pr.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
+    pr.add_argument("--threads", type=int)
+    pr.set_defaults(func=_predict)
 
     # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them
     # with flags), so they are collected from what the parser did not recognise.

@@ -65,3 +65,28 @@ def detector(yunet_path):
     from fer_edge.faces import FaceDetector
 
     return FaceDetector(yunet_path)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, data_root):
+    """A small baseline trained for a few steps on real FERPlus images (a smoke model, not a result)."""
+    os.environ.setdefault("FER_EDGE_PROGRESS", "0")
+    from fer_edge.train import Trainer, load_config
+
+    out = tmp_path_factory.mktemp("run") / "smoke"
+    cfg = load_config(None, [f"out_dir={out}", "threads=1", "data.limit=512", "data.batch_size=32", "optim.epochs=2",
+                             "optim.max_steps=8", "model.width=0.25"])
+    Trainer(cfg).fit()
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    from fer_edge.export import export
+
+    out = tmp_path_factory.mktemp("exports")
+    report = export(trained, ["onnx:fp32", "onnx:int8", "openvino:fp32", "openvino:fp16", "openvino:int8", "tensorrt:fp16"],
+                    out, name="m", calibration_size=64, val_limit=200, threads=1, verbose=False)
+    return out, {(r["format"], r["precision"]): r for r in report["artifacts"]}, report

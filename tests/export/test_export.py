@@ -13,26 +13,6 @@ from fer_edge.runtime.backends import BackendError, open_backend  # noqa: E402
 from fer_edge.runtime.backends.tensorrt import read_engine_file, write_engine_file  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_root):
-    """A small baseline trained for a few steps on real FERPlus images (a smoke model)."""
-    from fer_edge.train import Trainer, load_config
-
-    out = tmp_path_factory.mktemp("run") / "smoke"
-    cfg = load_config(None, [f"out_dir={out}", "threads=1", "data.limit=512", "data.batch_size=32", "optim.epochs=2",
-                             "optim.max_steps=8", "model.width=0.25"])
-    Trainer(cfg).fit()
-    return out / "best.pt"
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    out = tmp_path_factory.mktemp("exports")
-    report = export(trained, ["onnx:fp32", "onnx:int8", "openvino:fp32", "openvino:fp16", "openvino:int8", "tensorrt:fp16"],
-                    out, name="m", calibration_size=64, val_limit=200, threads=1, verbose=False)
-    return out, {(r["format"], r["precision"]): r for r in report["artifacts"]}, report
-
-
 def test_every_format_that_runs_here_round_trips(exported):
     out, rows, report = exported
     for key in [("onnx", "fp32"), ("openvino", "fp32")]:

@@ -1,0 +1,131 @@
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_edge.runtime import Recognizer, draw
+
+
+@pytest.fixture(scope="module")
+def rec(exported, yunet_path):
+    out, _, _ = exported
+    return Recognizer(out / "m.fp32.onnx", detector=yunet_path)
+
+
+@pytest.fixture(scope="module")
+def group(data_root):
+    return cv2.imread(str(data_root / "faces" / "multiface.jpg"))
+
+
+def test_predict_on_a_real_frame(rec, group):
+    faces = rec.predict(group)
+    assert len(faces) == 6
+    for f in faces:
+        assert f.label in rec.classes and f.box.shape == (4,) and f.landmarks.shape == (5, 2)
+        assert abs(sum(f.probabilities.values()) - 1) < 1e-4 and f.confidence == max(f.probabilities.values())
+        d = f.to_dict()
+        assert json.dumps(d) and d["label"] == f.label
+    annotated = draw(group, faces)
+    assert annotated.shape == group.shape and not np.array_equal(annotated, group)
+
+
+def test_paths_batches_and_precropped_faces(rec, data_root, group):
+    portrait = data_root / "faces" / "test_images" / "paul_rudd" / "1.jpg"
+    assert len(rec.predict(str(portrait))) == 1
+    batch = rec.predict([group, str(portrait), np.zeros((240, 320, 3), np.uint8)])
+    assert [len(b) for b in batch] == [6, 1, 0]
+    crop = cv2.imread(str(data_root / "ferplus" / "FER2013Test" / "fer0032222.png"), cv2.IMREAD_GRAYSCALE)
+    res = rec.predict(crop, detect=False)
+    assert len(res) == 1 and res[0].box is None
+
+
+def test_same_results_as_the_model_on_aligned_crops(rec, group):
+    x, faces = rec.crops(group)
+    logits = rec.model.infer(x)
+    labels = [rec.classes[i] for i in logits.argmax(1)]
+    assert labels == [f.label for f in rec.predict(group)]
+
+
+def test_onnxruntime_and_openvino_agree(exported, yunet_path, group):
+    out, _, _ = exported
+    a = Recognizer(out / "m.fp32.onnx", detector=yunet_path).predict(group)
+    b = Recognizer(out / "m.fp32.xml", detector=yunet_path).predict(group)
+    assert [f.label for f in a] == [f.label for f in b]
+    for fa, fb in zip(a, b):
+        assert max(abs(fa.probabilities[c] - fb.probabilities[c]) for c in fa.probabilities) < 1e-4
+
+
+@pytest.mark.parametrize("frame,exc,match", [
+    (None, TypeError, "got None"),
+    (np.zeros((0, 10, 3), np.uint8), ValueError, "empty frame"),
+    (np.zeros((10, 10, 3), np.float32), TypeError, "expected uint8"),
+    (np.full((10, 10, 3), np.nan, np.float32), ValueError, "NaN"),
+    (np.zeros((10, 10, 2), np.uint8), ValueError, r"\[H, W, 3\]"),
+    ("/nonexistent/frame.jpg", FileNotFoundError, "does not exist"),
+    ([[1, 2]], TypeError, "numpy array or a path"),
+])
+def test_bad_frames_give_clear_errors(rec, frame, exc, match):
+    with pytest.raises(exc, match=match):
+        rec.predict(frame)
+
+
+def test_documented_frame_conversions(rec, group, tmp_path):
+    assert len(rec.predict((group.astype(np.uint16) << 8))) == 6         # 16-bit: top 8 bits
+    assert len(rec.predict(cv2.cvtColor(group, cv2.COLOR_BGR2BGRA))) == 6  # BGRA
+    assert len(rec.predict(cv2.cvtColor(group, cv2.COLOR_BGR2GRAY))) >= 5  # gray
+    big = cv2.resize(group, (7680, 4032))                                  # 8K
+    assert len(rec.predict(big)) == 6
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(ValueError, match="not a readable image"):
+        rec.predict(str(tmp_path / "bad.jpg"))
+
+
+def test_four_threads_give_the_serial_results(rec, group, data_root):
+    frames = [group] + [cv2.imread(str(p)) for p in sorted((data_root / "faces" / "test_images").glob("*/1.jpg"))]
+    serial = [[(f.label, round(f.confidence, 5)) for f in rec.predict(fr)] for fr in frames]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda fr: [(f.label, round(f.confidence, 5)) for f in rec.predict(fr)], frames * 3))
+    assert parallel == serial * 3
+
+
+def test_missing_detector_weights_is_a_clear_error_and_precropped_still_works(exported, tmp_path, monkeypatch):
+    out, _, _ = exported
+    monkeypatch.setenv("FER_EDGE_DATA", str(tmp_path))
+    monkeypatch.setenv("FER_EDGE_CACHE", str(tmp_path))
+    monkeypatch.delenv("FER_EDGE_YUNET", raising=False)
+    monkeypatch.chdir(tmp_path)
+    import fer_edge.data.paths as paths
+
+    monkeypatch.setattr(paths, "__file__", str(tmp_path / "a" / "b" / "c" / "p.py"))
+    r = Recognizer(out / "m.fp32.onnx")
+    assert len(r.predict(np.zeros((48, 48), np.uint8), detect=False)) == 1
+    with pytest.raises(FileNotFoundError, match="YuNet face-detector weights not found"):
+        r.predict(np.zeros((100, 100, 3), np.uint8))
+
+
+def test_runtime_path_never_imports_torch(exported, yunet_path, data_root):
+    out, _, _ = exported
+    code = (f"import sys, fer_edge; r = fer_edge.Recognizer({str(out / 'm.fp32.onnx')!r}, detector={str(yunet_path)!r}); "
+            f"r.predict({str(data_root / 'faces' / 'multiface.jpg')!r}); "
+            f"r2 = fer_edge.Recognizer({str(out / 'm.int8.xml')!r}, detector={str(yunet_path)!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_cli_predict(exported, yunet_path, data_root, tmp_path, capsys):
+    from fer_edge.cli import main
+
+    out, _, _ = exported
+    img = data_root / "faces" / "multiface.jpg"
+    assert main(["predict", str(img), "--model", str(out / "m.fp32.onnx"), "--yunet", str(yunet_path), "--json",
+                 "--save", str(tmp_path / "a.png")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["faces"]) == 6 and cv2.imread(str(tmp_path / "a.png")) is not None
+    assert main(["predict", str(data_root / "faces" / "test_images"), "--model", str(out / "m.fp32.onnx"),
+                 "--yunet", str(yunet_path)]) == 0
+    assert capsys.readouterr().out.count("1.jpg:") == 4
