@@ -117,6 +117,13 @@ class Recognizer:
             out.append(results)
         return out[0] if single else out
 
+    def stream(self, source, smoothing: float = 0.6, min_iou: float = 0.3, max_missed: int = 10):
+        """Yields (frame, results) over a video file, a camera index or an iterable of frames;
+        faces carry a `track` id in extras and probabilities smoothed over their track."""
+        from fer_edge.runtime.video import stream
+
+        return stream(self, source, smoothing, min_iou, max_missed)
+
     def close(self) -> None:
         self.model.close()
 

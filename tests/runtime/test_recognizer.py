@@ -129,3 +129,35 @@ def test_cli_predict(exported, yunet_path, data_root, tmp_path, capsys):
     assert main(["predict", str(data_root / "faces" / "test_images"), "--model", str(out / "m.fp32.onnx"),
                  "--yunet", str(yunet_path)]) == 0
     assert capsys.readouterr().out.count("1.jpg:") == 4
+
+
+def test_stream_tracks_faces_and_smooths_probabilities(rec, group):
+    from fer_edge.runtime.video import FaceTracker
+
+    frames = [np.roll(group, 3 * k, axis=1) for k in range(4)] + [np.zeros_like(group)] * 12 + [group]
+    out = list(rec.stream(iter(frames), smoothing=0.5, max_missed=10))
+    ids = [sorted(f.extras["track"] for f in faces) for _, faces in out]
+    assert ids[0] == ids[1] == ids[2] == ids[3] == list(range(6))      # same six tracks while faces move
+    assert ids[4] == [] and sorted(ids[-1]) == list(range(6, 12))       # dropped after 10 missed frames, new ids
+    # smoothing: a track's probabilities are the EMA of its raw ones
+    t = FaceTracker(["a", "b"], smoothing=0.5)
+    from fer_edge.runtime.results import FaceResult
+
+    box = np.array([0, 0, 10, 10], np.float32)
+    t.update([FaceResult(box, 0.9, None, "a", {"a": 1.0, "b": 0.0})])
+    r = t.update([FaceResult(box + 1, 0.9, None, "b", {"a": 0.0, "b": 1.0})])[0]
+    assert r.probabilities == {"a": 0.5, "b": 0.5} and r.extras["raw_label"] == "b"
+    with pytest.raises(ValueError, match="smoothing"):
+        FaceTracker(["a"], smoothing=1.0).update([])
+
+
+def test_stream_reads_a_video_file(rec, group, tmp_path):
+    path = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, group.shape[1::-1])
+    for _ in range(3):
+        w.write(group)
+    w.release()
+    counts = [len(faces) for _, faces in rec.stream(str(path))]
+    assert counts == [6, 6, 6]
+    with pytest.raises(ValueError, match="cannot open video source"):
+        list(rec.stream(str(tmp_path / "missing.avi")))
