@@ -12,6 +12,9 @@ import pytest
 
 import fer_edge
 
+# Tests never download anything (the YuNet fetch is tested through a file:// URL).
+os.environ["FER_EDGE_OFFLINE"] = "1"
+
 
 def pytest_sessionstart(session):
     info = fer_edge.build_info()

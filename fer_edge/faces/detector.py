@@ -17,10 +17,31 @@ YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 YUNET_URL = "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
 ENV_VAR = "FER_EDGE_YUNET"
+OFFLINE_VAR = "FER_EDGE_OFFLINE"  # =1: never fetch (tests, air-gapped devices)
+
+
+def fetch_yunet(dest: Path, url: str = YUNET_URL, sha256: str = YUNET_SHA256, timeout: float = 30.0) -> Path:
+    """Downloads the official YuNet release once into `dest`, checks its sha256, renames it into
+    place (a partial or wrong download never becomes the cached file)."""
+    import hashlib
+    import urllib.request
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (fixed https URL, or file:// in tests)
+        data = r.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"downloaded YuNet from {url} has sha256 {digest}, expected {sha256}; not used")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+    return dest
 
 
 def resolve_yunet(path: str | os.PathLike | None = None) -> Path:
-    """Path of the YuNet ONNX file, or FileNotFoundError saying where to put it."""
+    """Path of the YuNet ONNX file: the argument, $FER_EDGE_YUNET, the cache dir, the data folder's
+    yunet/; else, unless FER_EDGE_OFFLINE=1, fetched once from the official release (sha256
+    checked) into the cache dir. Offline, FileNotFoundError says where to put it."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -38,6 +59,11 @@ def resolve_yunet(path: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if c.is_file():
             return c
+    if os.environ.get(OFFLINE_VAR) != "1":
+        try:
+            return fetch_yunet(cache_dir() / YUNET_FILE)
+        except OSError:  # no network: fall through to the instructions below
+            pass
     raise FileNotFoundError(
         f"YuNet face-detector weights not found (looked in: {', '.join(map(str, candidates))}). "
         f"Download {YUNET_FILE} (sha256 {YUNET_SHA256}) from {YUNET_URL} and pass its path, "

@@ -130,3 +130,15 @@ def test_detector_is_thread_safe(detector, data_root):
     with ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(lambda _: len(detector.detect(img)), range(8)))
     assert serial == [6] * 4 and parallel == [6] * 8
+
+
+def test_fetch_checks_the_sha256_and_never_leaves_a_bad_file(tmp_path, yunet_path):
+    from fer_edge.faces.detector import fetch_yunet
+
+    got = fetch_yunet(tmp_path / "cache" / "yunet.onnx", url=yunet_path.as_uri())
+    assert got.read_bytes() == yunet_path.read_bytes()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not the model")
+    with pytest.raises(ValueError, match="expected 8f2383e4"):
+        fetch_yunet(tmp_path / "cache2" / "yunet.onnx", url=bad.as_uri())
+    assert not (tmp_path / "cache2" / "yunet.onnx").exists() and not (tmp_path / "cache2" / "yunet.onnx.part").exists()
