@@ -1,0 +1,46 @@
+"""AGLRLS dynamic-threshold pseudo labels (FlexMatch-style, per classifier; methods.md §1)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class DynamicThresholds:
+    """Learning status per classifier k and class c, counted over the target samples of the
+    current epoch (reset each epoch):
+        sigma_k(c) = #samples whose weak-view prediction is c with confidence >= tau
+        beta_k(c)  = sigma_k(c) / max(max_c sigma_k(c), N_unselected_k)
+        threshold_k(c) = tau * ((beta_k(c) + 1) / 2) ** 2
+    where N_unselected_k counts the samples below tau."""
+
+    def __init__(self, num_classifiers: int, num_classes: int, tau: float = 0.95):
+        self.k, self.c, self.tau = num_classifiers, num_classes, tau
+        self.reset()
+
+    def reset(self) -> None:
+        self.sigma = torch.zeros(self.k, self.c, dtype=torch.float64)
+        self.unselected = torch.zeros(self.k, dtype=torch.float64)
+
+    def update(self, probs: list[torch.Tensor]) -> None:
+        """probs: per classifier [B, C] softmax of the weak view (no gradient needed)."""
+        for k, p in enumerate(probs):
+            conf, c = p.detach().max(1)
+            sel = conf >= self.tau
+            self.sigma[k] += torch.bincount(c[sel].cpu(), minlength=self.c).double()
+            self.unselected[k] += (~sel).sum().item()
+
+    @property
+    def beta(self) -> torch.Tensor:
+        denom = torch.maximum(self.sigma.max(1).values, self.unselected).clamp_min(1.0)
+        return self.sigma / denom[:, None]
+
+    def thresholds(self) -> torch.Tensor:
+        return self.tau * ((self.beta + 1) / 2) ** 2
+
+    def loss(self, k: int, weak_probs: torch.Tensor, strong_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pseudo-label CE on the strong view for classifier k where the weak view is confident
+        enough; returns (mean loss over the batch, mask)."""
+        conf, c = weak_probs.detach().max(1)
+        mask = (conf >= self.thresholds()[k].to(conf.device, conf.dtype)[c]).float()
+        loss = (F.cross_entropy(strong_logits, c, reduction="none") * mask).mean()
+        return loss, mask

@@ -1,0 +1,121 @@
+"""AGLRLS building blocks (issue 7): branches, crop mapping, GRL, CDAN-E, thresholds, GLPC."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fer_edge.models.aglrls import AGLRLSNet, crop_windows, landmark_cells
+from fer_edge.runtime.glpc import confidence_thresholds, glpc
+from fer_edge.train.adversarial import CDANDiscriminator, cdan_e_loss, grad_reverse, grl_coeff
+from fer_edge.train.pseudo_labels import DynamicThresholds
+
+LM = torch.tensor([[[38.3, 51.7], [73.5, 51.5], [56.0, 71.7], [41.5, 92.4], [70.7, 92.2]]])
+
+
+@pytest.mark.parametrize("backbone,width,shared_heads", [("ir50", 0.125, False), ("mobilenet_v2", 0.5, True)])
+def test_shapes_and_gradients_of_every_branch(backbone, width, shared_heads):
+    # 56 px keeps the test fast: a 14x14 stage-2 map, same crop rule (clamped to [3, 10])
+    torch.manual_seed(0)
+    net = AGLRLSNet(7, backbone, 56, width=width, shared_heads=shared_heads)
+    x = torch.randn(2, 3, 56, 56)
+    lm = LM.expand(2, -1, -1) / 2
+    out = net(x, lm)
+    assert [f.shape for f in out["features"]] == [(2, 64)] * 6 + [(2, 384)]
+    assert net.backbone.forward_features(x)[1].shape[-1] >= 7  # a 7x7 window fits
+    assert all(l.shape == (2, 7) for l in out["logits"]) and len(out["logits"]) == 7
+    assert net.all_logits(x, lm).shape == (2, 7, 7)
+    assert len(net.heads) == (3 if shared_heads else 7)
+    assert len(net.crop_nets) == (1 if backbone == "mobilenet_v2" else 5)
+    for k in range(7):  # each classifier's loss reaches the backbone and its own branch
+        net.zero_grad()
+        out = net(x, lm)
+        out["logits"][k].sum().backward()
+        assert net.backbone.stem[0].weight.grad.abs().sum() > 0
+        if 1 <= k <= 5 and len(net.crop_nets) == 5:
+            assert net.crop_nets[k - 1].out[0].weight.grad.abs().sum() > 0
+            others = [net.crop_nets[j].out[0].weight.grad for j in range(5) if j != k - 1]
+            assert all(g is None or g.abs().sum() == 0 for g in others)
+
+
+def test_stage2_is_the_authors_28px_map_at_112():
+    net = AGLRLSNet(7, "mobilenet_v2", 112, width=0.35)
+    assert net.backbone.forward_features(torch.zeros(1, 3, 112, 112))[1].shape[-1] == 28
+
+
+def test_landmark_to_crop_mapping_and_borders():
+    # the authors' rule at 112 px onto a 28x28 map: int(x * 28 / 112), clamped to [3, 24]
+    lm = torch.tensor([[[0.0, 0.0], [111.9, 111.9], [56.0, 20.0], [13.0, 100.0], [15.99, 16.0]]])
+    cells = landmark_cells(lm, 112, 28)
+    assert cells[0].tolist() == [[3, 3], [24, 24], [14, 5], [3, 24], [3, 4]]
+    fmap = torch.arange(2 * 28 * 28, dtype=torch.float32).view(1, 2, 28, 28)
+    win = crop_windows(fmap, cells)
+    assert win.shape == (1, 5, 2, 7, 7)
+    for p, (cx, cy) in enumerate(cells[0].tolist()):
+        assert torch.equal(win[0, p], fmap[0, :, cy - 3:cy + 4, cx - 3:cx + 4])
+
+
+def test_grl_sign_and_schedule():
+    x = torch.randn(4, 3, requires_grad=True)
+    grad_reverse(x, 0.3).sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, -0.3))
+    assert grl_coeff(0) == 0.0
+    assert grl_coeff(10000) == pytest.approx(2 / (1 + math.exp(-10)) - 1)
+    values = [grl_coeff(i) for i in range(0, 20001, 1000)]
+    assert all(a < b for a, b in zip(values, values[1:])) and values[-1] < 1.0
+
+
+def test_cdan_e_reverses_feature_gradients_and_weights_domains():
+    torch.manual_seed(0)
+    disc = CDANDiscriminator(8, 3)
+    disc.eval()  # no dropout: compare gradients deterministically
+    f = torch.randn(6, 8, requires_grad=True)
+    p = torch.softmax(torch.randn(6, 3), 1)
+    loss = cdan_e_loss(disc, f, p, n_source=3, coeff=1.0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    g_rev = f.grad.clone()
+    # without reversal the gradient w.r.t. the features has the opposite sign
+    f2 = f.detach().clone().requires_grad_()
+    from fer_edge.train import adversarial
+
+    logits = disc(f2, p)
+    tgt = torch.tensor([1.0, 1, 1, 0, 0, 0])
+    w = 1 + torch.exp(-adversarial.entropy(p))
+    weight = torch.cat([w[:3] / w[:3].sum(), w[3:] / w[3:].sum()])
+    plain = (weight * torch.nn.functional.binary_cross_entropy_with_logits(logits, tgt, reduction="none")).sum() / weight.sum()
+    plain.backward()
+    assert torch.allclose(g_rev, -f2.grad, atol=1e-6)
+    assert loss.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_threshold_update_rule_on_a_hand_computed_case():
+    t = DynamicThresholds(num_classifiers=1, num_classes=3, tau=0.95)
+    probs = torch.tensor([[0.97, 0.02, 0.01], [0.96, 0.02, 0.02], [0.01, 0.98, 0.01], [0.5, 0.3, 0.2], [0.4, 0.4, 0.2]])
+    t.update([probs])
+    # sigma = [2, 1, 0], unselected = 2 -> beta = sigma / max(2, 2) = [1, 0.5, 0]
+    assert t.sigma[0].tolist() == [2, 1, 0] and t.unselected.tolist() == [2]
+    assert t.beta[0].tolist() == [1.0, 0.5, 0.0]
+    np.testing.assert_allclose(t.thresholds()[0].numpy(), [0.95, 0.95 * 0.75 ** 2, 0.95 * 0.25], rtol=1e-12)
+    weak = torch.tensor([[0.6, 0.3, 0.1], [0.1, 0.3, 0.6], [0.2, 0.55, 0.25]])
+    loss, mask = t.loss(0, weak, torch.zeros(3, 3))
+    # class 0 needs 0.95 (0.6 fails); class 2 needs 0.2375 (0.6 passes); class 1 needs 0.534 (0.55 passes)
+    assert mask.tolist() == [0.0, 1.0, 1.0]
+    assert loss.item() == pytest.approx(2 * math.log(3) / 3)
+    t.reset()
+    assert t.sigma.sum() == 0 and t.unselected.sum() == 0
+
+
+def test_glpc_on_hand_computed_cases():
+    beta = np.full((7, 3), 0.5)  # thresholds 0.95 * 0.75^2 = 0.534 for every class
+    assert confidence_thresholds(beta)[0, 0] == pytest.approx(0.534375)
+    probs = np.tile(np.array([0.4, 0.35, 0.25]), (7, 3, 1))
+    probs[6, 0] = [0.1, 0.8, 0.1]          # sample 0: concat confident -> 1
+    probs[0, 1] = [0.05, 0.05, 0.9]        # sample 1: concat not confident, global is -> 2
+    probs[6, 1] = [0.5, 0.3, 0.2]
+    # sample 2: nobody confident; zero p < beta (all 0.4/0.35/0.25 < 0.5) except where raised
+    probs[3, 2] = [0.1, 0.1, 0.8]          # one local head: p2 = 0.8 >= 0.5 kept
+    probs[4, 2] = [0.45, 0.5, 0.05]        # another: p1 = 0.5 kept
+    assert glpc(probs, beta).tolist() == [1, 2, 2]
+    with pytest.raises(ValueError, match=r"expected \[7, N, C\]"):
+        glpc(np.zeros((6, 1, 3)), beta)
