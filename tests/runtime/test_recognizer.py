@@ -161,3 +161,12 @@ def test_stream_reads_a_video_file(rec, group, tmp_path):
     assert counts == [6, 6, 6]
     with pytest.raises(ValueError, match="cannot open video source"):
         list(rec.stream(str(tmp_path / "missing.avi")))
+
+
+def test_checkpoint_backend_matches_its_exports(trained, exported, yunet_path, group):
+    out, _, _ = exported
+    a = Recognizer(trained, detector=yunet_path).predict(group)
+    b = Recognizer(out / "m.fp32.onnx", detector=yunet_path).predict(group)
+    assert [f.label for f in a] == [f.label for f in b]
+    for fa, fb in zip(a, b):
+        assert max(abs(fa.probabilities[c] - fb.probabilities[c]) for c in fa.probabilities) < 1e-4

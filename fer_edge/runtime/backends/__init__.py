@@ -10,8 +10,9 @@ _BY_NAME = {
     "onnxruntime": ("fer_edge.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
     "openvino": ("fer_edge.runtime.backends.openvino", "OpenVINOBackend"),
     "tensorrt": ("fer_edge.runtime.backends.tensorrt", "TensorRTBackend"),
+    "torch": ("fer_edge.runtime.backends.torch_checkpoint", "TorchCheckpointBackend"),
 }
-_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch"}
 
 
 def backend_for(path: str | Path, backend: str = "auto") -> str:
