@@ -1,5 +1,6 @@
 """Inference backends, chosen by file suffix: .onnx ONNX Runtime (or OpenVINO when asked),
-.xml OpenVINO, .engine/.plan TensorRT. Heavy runtimes are imported when a backend is opened."""
+.xml OpenVINO, .engine/.plan TensorRT, .pt a fer_edge checkpoint through PyTorch (training side
+only). Heavy runtimes are imported when a backend is opened."""
 from __future__ import annotations
 
 from pathlib import Path
