@@ -10,7 +10,9 @@ import numpy as np
 class _Reader:
     """onnxruntime CalibrationDataReader over batches of raw pixels."""
 
-    def __init__(self, images: np.ndarray, batch: int = 16):
+    def __init__(self, images: np.ndarray, batch: int = 1):
+        # batch 1: ORT's percentile calibrator stacks per-batch activations and fails when the
+        # last batch is shorter (300 = 18 x 16 + 12); one image per call works for any count
         self.batches = [images[i:i + batch] for i in range(0, len(images), batch)]
         self.i = 0
 

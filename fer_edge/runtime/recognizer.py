@@ -20,8 +20,18 @@ from fer_edge.runtime.results import FaceResult
 
 
 def default_model_path() -> Path:
-    """The model shipped inside the package (see fer_edge/assets/MODEL_CARD.md)."""
-    path = Path(__file__).resolve().parent.parent / "assets" / "default.onnx"
+    """The model shipped inside the package (fer_edge/assets/MODEL_CARD.md): its OpenVINO INT8
+    form when OpenVINO is installed (about 2x faster on x86 CPUs), else the ONNX FP32 form."""
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    int8 = assets / "default.int8.xml"
+    if int8.is_file():
+        try:
+            import openvino  # noqa: F401
+
+            return int8
+        except ImportError:
+            pass
+    path = assets / "default.onnx"
     if not path.is_file():
         raise FileNotFoundError(f"the default model {path} is missing from this installation; pass a model path")
     return path

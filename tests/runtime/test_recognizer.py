@@ -170,3 +170,12 @@ def test_checkpoint_backend_matches_its_exports(trained, exported, yunet_path, g
     assert [f.label for f in a] == [f.label for f in b]
     for fa, fb in zip(a, b):
         assert max(abs(fa.probabilities[c] - fb.probabilities[c]) for c in fa.probabilities) < 1e-4
+
+
+def test_the_shipped_default_model(yunet_path, group):
+    rec = Recognizer(detector=yunet_path)  # OpenVINO INT8 when openvino is installed, else ONNX FP32
+    assert rec.meta["method"] == "baseline" and len(rec.classes) == 8 and rec.template == "fer2013"
+    faces = rec.predict(group)
+    assert len(faces) == 6 and all(abs(sum(f.probabilities.values()) - 1) < 1e-4 for f in faces)
+    onnx = Recognizer(rec.model.path.parent / "default.onnx", detector=yunet_path).predict(group)
+    assert sum(a.label == b.label for a, b in zip(faces, onnx)) >= 5  # INT8 vs FP32 on real faces
