@@ -110,10 +110,12 @@ def main(argv=None) -> int:
                 torch_graph(xt)
 
         impls["pytorch_eager_fp32"] = eager
+    # rotate blocks of 10 calls: per-call alternation would time each runtime against the
+    # previous one's spinning worker threads rather than on its own
     samples = {k: [] for k in impls}
-    for _ in range(args.repeats):
+    for _ in range(max(1, args.repeats // 10)):
         for k, fn in impls.items():
-            samples[k] += timed(fn, 1, warmup=0)
+            samples[k] += timed(fn, 10, warmup=2)
     results["classifier_per_face"] = {k: percentiles(v) for k, v in samples.items()}
     anchor = results["classifier_per_face"].get(f"{args.name}.fp32.onnx")
     for k, v in results["classifier_per_face"].items():

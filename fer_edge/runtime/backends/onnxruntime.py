@@ -14,6 +14,9 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        # ORT's workers spin after each run by default; in a pipeline that alternates with the
+        # face detector (OpenCV's threads) the spinning steals the cores detection needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
