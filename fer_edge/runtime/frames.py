@@ -6,6 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_edge.faces.detector import as_bgr
+
 
 def to_bgr(frame, name: str = "frame") -> np.ndarray:
     """uint8 BGR [H, W, 3]. Paths are read with OpenCV. Documented conversions: gray and BGRA
@@ -31,10 +33,4 @@ def to_bgr(frame, name: str = "frame") -> np.ndarray:
             raise ValueError(f"{name}: float frame with NaN or infinity")
         raise TypeError(f"{name}: expected uint8 (or uint16) pixels, got {frame.dtype}; convert float images with "
                         "(img * 255).clip(0, 255).astype(np.uint8)")
-    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
-    if frame.ndim == 3 and frame.shape[2] == 3:
-        return np.ascontiguousarray(frame)
-    if frame.ndim == 3 and frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    raise ValueError(f"{name}: expected [H, W], [H, W, 3] or [H, W, 4], got shape {frame.shape}")
+    return as_bgr(frame, name)  # gray / BGR / BGRA, as the detector takes them
