@@ -141,7 +141,10 @@ def _predict(args) -> int:
         files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else [src]
         if out and len(files) > 1:
             out.mkdir(parents=True, exist_ok=True)
-        for f in files:
+        from tqdm import tqdm
+
+        # a bar for folders; per-image lines stay on stdout (the bar goes to stderr)
+        for f in tqdm(files, desc=src.name, unit="img", disable=args.json or len(files) < 2):
             results = rec.predict(f, detect=not args.no_detect)
             records.append({"image": str(f), "faces": [r.to_dict() for r in results]})
             if out:
