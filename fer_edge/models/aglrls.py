@@ -65,8 +65,6 @@ class AGLRLSNet(nn.Module):
         self.backbone = build_backbone(backbone, in_channels, image_size, width=width)
         self.image_size = image_size
         c2, c_last = self.backbone.stage_channels[1], self.backbone.stage_channels[-1]
-        if backbone == "mobilenet_v2":
-            c_last = self.backbone.stage_channels[-1]
         self.global_branch = nn.Sequential(nn.Conv2d(c_last, feat_dim, 3, 1, 1), nn.ReLU(inplace=True),
                                            nn.AdaptiveAvgPool2d(1), nn.Flatten())
         shared_local = backbone == "mobilenet_v2" if shared_local is None else shared_local

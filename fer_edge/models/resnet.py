@@ -10,6 +10,13 @@ import torch
 from torch import nn
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
+    """Projection (1x1 conv + BN) when the block changes shape, else None (identity)."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -20,9 +27,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.relu = nn.ReLU(inplace=True)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.down = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         idt = x if self.down is None else self.down(x)
@@ -43,9 +48,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
         self.relu = nn.ReLU(inplace=True)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.down = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         idt = x if self.down is None else self.down(x)

@@ -74,8 +74,18 @@ def test_every_randaugment_op_runs_on_gray_and_color():
 
 def test_cutout_erasing_noise():
     it = _item()
-    rng = np.random.default_rng(5)
-    assert (augment.cutout(it, rng, max_frac=0.5)["image"] == 127).sum() >= 0
+    it["image"] = np.zeros((48, 40), np.uint8)  # no pixel is 127 before the cutout
+    sides = []
+    for seed in range(20):
+        out = augment.cutout(it, np.random.default_rng(seed), max_frac=0.5)["image"]
+        ys, xs = np.nonzero(out == 127)
+        assert ((out == 127) | (out == 0)).all()  # nothing but the square changes
+        if len(ys):
+            h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+            assert (out[ys.min():ys.max() + 1, xs.min():xs.max() + 1] == 127).all()  # one filled rectangle
+            sides.append(max(h, w))
+    assert sides and max(sides) <= 0.5 * 40 + 1  # at most max_frac of the short side
+    it = _item()
     erased = augment.random_erasing(it, np.random.default_rng(0), p=1.0)
     assert (erased["image"] != it["image"]).any()
     noisy = augment.gaussian_noise(it, np.random.default_rng(0), sigma=(5, 5))
