@@ -137,3 +137,38 @@ def default_path(dataset) -> Path:
 
     folder = Path(root) / SPLITS[split_dir] if split_dir in SPLITS and (Path(root) / SPLITS[split_dir]).is_dir() else Path(root)
     return folder / CACHE_FILE
+
+
+def ensure(dataset, path: str | Path, detector=None, progress: bool = False) -> dict:
+    """Attaches cached landmarks to every sample of `dataset`, detecting (and adding to the cache
+    file, atomically) only the samples the cache does not have yet. A training run therefore
+    pays for detection once, and a run on a subset detects only that subset.
+
+    `detector`: a FaceDetector, or None to open the default YuNet when something is missing.
+    Returns {"cached", "detected_now", "fell_back"} counts for the dataset's samples."""
+    path = Path(path)
+    cache = load(path) if path.is_file() else None
+    known = set() if cache is None else {str(n) for n in cache.names}
+    missing = [i for i, s in enumerate(dataset.samples) if s.name not in known]
+    if missing:
+        if detector is None:
+            from fer_edge.faces import FaceDetector
+
+            detector = FaceDetector()
+        from fer_edge.data.base import FaceDataset
+
+        part = FaceDataset([dataset.samples[i] for i in missing], dataset.classes, dataset.color, dataset.name)
+        new = build(part, detector, progress=progress)
+        if cache is None:
+            cache = new
+        else:
+            meta = dict(cache.meta, count=cache.meta.get("count", 0) + new.meta["count"],
+                        detected=cache.meta.get("detected", 0) + new.meta["detected"])
+            cache = LandmarkCache(np.concatenate([cache.names.astype(str), new.names.astype(str)]),
+                                  np.concatenate([cache.landmarks, new.landmarks]),
+                                  np.concatenate([cache.detected, new.detected]),
+                                  np.concatenate([cache.scores, new.scores]), meta)
+        save(cache, path)
+    attach(dataset, cache)
+    fell_back = sum(1 for s in dataset.samples if not s.extras.get("landmarks_detected", False))
+    return {"cached": len(dataset.samples) - len(missing), "detected_now": len(missing), "fell_back": fell_back}

@@ -44,6 +44,30 @@ class OptimConfig:
 
 
 @dataclass
+class AGLRLSConfig:
+    """AGLRLS (methods.md §1). optim.epochs counts both stages: the first `source_epochs` are
+    stage 1 (source only), the rest stage 2 (transfer)."""
+    target: str = "ckplus"            # unlabelled target domain (its labels are read only by the final report)
+    target_classes: int = 8           # label view the target pool is opened with (8: CK+'s contempt faces stay in the pool)
+    source_epochs: int = 5            # stage 1 (ignored with init_from)
+    init_from: str = ""               # start stage 2 from this stage-1 checkpoint (ablations share one stage 1)
+    steps_per_epoch: int = 0          # stage-2 steps per epoch (0: one pass over the target pool)
+    source_batch: int = 16            # stage 2: source + target samples per step
+    target_batch: int = 16
+    lr_transfer: float = 0.01         # stage-2 backbone lr (annealed lr / (1 + 10 p) ** 0.75)
+    head_lr_mult: float = 10.0        # heads, branches, crop nets and discriminators
+    align: str = "global_local"       # none | global | global_local: which features get a CDAN-E discriminator
+    shared_discriminator: bool = False  # one discriminator for the five local features
+    pseudo_labels: bool = True        # dynamic-threshold pseudo labels on the strong view
+    tau: float = 0.95
+    cdan_weight: float = 0.5
+    grl_max_iter: int = 0             # GRL schedule length (0: the run's stage-2 steps; the authors: 10000)
+    shared_heads: bool = False        # the released code's 3 heads instead of the paper's 7
+    shared_local: str = "auto"        # auto (shared for mobilenet_v2) | yes | no: one crop net for the five points
+    landmarks_dir: str = ""           # landmark caches (default: <cache dir>/landmarks); missing ones are detected once
+
+
+@dataclass
 class TrainConfig:
     method: str = "baseline"
     seed: int = 0
@@ -56,6 +80,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    aglrls: AGLRLSConfig = field(default_factory=AGLRLSConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

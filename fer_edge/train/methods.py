@@ -3,6 +3,7 @@ and predicts logits. The trainer knows nothing else about it, so the five paper 
 class here (or a module registering one) rather than editing the trainer."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,8 +23,20 @@ class Method:
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
-    def predict(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return model(images)
+    def predict(self, model: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """Model outputs for evaluation and export (inputs: what the eval dataset yields before
+        the label)."""
+        return model(*inputs)
+
+    def decide(self, outputs: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Outputs [N, C] -> labels [N]; `allowed` [C] bool restricts the choice to some classes."""
+        if allowed is not None:
+            outputs = np.where(allowed[None], outputs, -np.inf)
+        return outputs.argmax(1)
+
+    def decision_rules(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Alternative decisions worth reporting side by side (name -> labels); none by default."""
+        return {}
 
 
 class Baseline(Method):
@@ -54,7 +67,15 @@ class Baseline(Method):
 METHODS: dict[str, type[Method]] = {"baseline": Baseline}
 
 
+# methods living in their own modules register themselves on import
+_MODULES = {"aglrls": "fer_edge.train.aglrls"}
+
+
 def get_method(name: str, cfg) -> Method:
+    if name in _MODULES and name not in METHODS:
+        import importlib
+
+        importlib.import_module(_MODULES[name])
     if name not in METHODS:
-        raise ValueError(f"method: expected one of {tuple(METHODS)}, got {name!r}")
+        raise ValueError(f"method: expected one of {tuple(sorted(set(METHODS) | set(_MODULES)))}, got {name!r}")
     return METHODS[name](cfg)

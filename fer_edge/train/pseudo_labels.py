@@ -37,10 +37,11 @@ class DynamicThresholds:
     def thresholds(self) -> torch.Tensor:
         return self.tau * ((self.beta + 1) / 2) ** 2
 
-    def loss(self, k: int, weak_probs: torch.Tensor, strong_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pseudo-label CE on the strong view for classifier k where the weak view is confident
-        enough; returns (mean loss over the batch, mask)."""
-        conf, c = weak_probs.detach().max(1)
-        mask = (conf >= self.thresholds()[k].to(conf.device, conf.dtype)[c]).float()
-        loss = (F.cross_entropy(strong_logits, c, reduction="none") * mask).mean()
-        return loss, mask
+
+def pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FixMatch-style loss of one classifier: the weak view's arg-max is the pseudo label where
+    its confidence reaches that class's threshold; CE of the strong view against it, averaged
+    over the whole batch (unconfident samples count as zero). Returns (loss, mask)."""
+    conf, c = weak_probs.detach().max(1)
+    mask = (conf >= thresholds.to(conf.device, conf.dtype)[c]).float()
+    return (F.cross_entropy(strong_logits, c, reduction="none") * mask).mean(), mask

@@ -52,30 +52,17 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.method = get_method(cfg.method, cfg)
-        d = cfg.data
-        if d.augment not in ("none", "weak", "strong"):
-            raise ValueError(f"data.augment: expected none, weak or strong, got {d.augment!r}")
-        if d.label_mode not in ("majority", "probability"):
-            raise ValueError(f"data.label_mode: expected majority or probability, got {d.label_mode!r}")
-        train_mode = "probability" if d.label_mode == "probability" else "majority"
-        train_set = open_split(f"{d.dataset}:train" if d.dataset == "ferplus" else f"{d.dataset}@train", d.num_classes, d.color, train_mode)
-        select = f"{d.dataset}:{cfg.select_on}" if d.dataset == "ferplus" else f"{d.dataset}@{cfg.select_on}"
-        if "test" in cfg.select_on:
-            raise ValueError("select_on: checkpoints are never selected on a test split")
-        val_set = open_split(select, d.num_classes, d.color)
-        if d.limit:
-            train_set, val_set = train_set.subset(range(min(d.limit, len(train_set)))), val_set.subset(range(min(d.limit, len(val_set))))
-        self.classes = train_set.classes
-        self.train_data = TorchFaces(train_set, d.image_size, True, d.augment, d.random_erasing, cfg.seed,
-                                     soft_targets=d.label_mode == "probability")
-        self.val_data = TorchFaces(val_set, d.image_size, False)
+        build_data = getattr(self.method, "build_data", None)
+        self.train_data, self.val_data, self.classes = build_data(self) if build_data else self._default_data()
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seeded path
+        d = cfg.data
         self.model = self.method.build_model(len(self.classes), 1 if d.color == "gray" else 3).to(self.device)
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         o = cfg.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = getattr(self.method, "param_groups", None)
+        params = groups(self.model) if groups else [p for p in self.model.parameters() if p.requires_grad]
         if o.optimizer == "sgd":
             self.opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.momentum > 0)
         elif o.optimizer == "adamw":
@@ -89,6 +76,32 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ValueError(f"batch_size {d.batch_size} is larger than the training set per process ({per_rank})")
         self.epoch, self.best, self.best_epoch, self.history = 0, -1.0, -1, []
+        setup = getattr(self.method, "setup", None)
+        if setup:
+            setup(self)
+
+    def _default_data(self):
+        """(train, selection, classes) for single-dataset supervised methods."""
+        cfg, d = self.cfg, self.cfg.data
+        if d.augment not in ("none", "weak", "strong"):
+            raise ValueError(f"data.augment: expected none, weak or strong, got {d.augment!r}")
+        if d.label_mode not in ("majority", "probability"):
+            raise ValueError(f"data.label_mode: expected majority or probability, got {d.label_mode!r}")
+        train_mode = "probability" if d.label_mode == "probability" else "majority"
+        train_set = open_split(self.split_spec("train"), d.num_classes, d.color, train_mode)
+        val_set = open_split(self.split_spec(cfg.select_on), d.num_classes, d.color)
+        if d.limit:
+            train_set, val_set = train_set.subset(range(min(d.limit, len(train_set)))), val_set.subset(range(min(d.limit, len(val_set))))
+        train_data = TorchFaces(train_set, d.image_size, True, d.augment, d.random_erasing, cfg.seed,
+                                soft_targets=d.label_mode == "probability")
+        return train_data, TorchFaces(val_set, d.image_size, False), train_set.classes
+
+    def split_spec(self, split: str) -> str:
+        """A split of the training dataset as an open_split spec; selection is never on a test split."""
+        if split != "train" and "test" in split:
+            raise ValueError("select_on: checkpoints are never selected on a test split")
+        d = self.cfg.data.dataset
+        return f"{d}:{split}" if d == "ferplus" else f"{d}@{split}"
 
     # -- schedule ------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -104,6 +117,7 @@ class Trainer:
     def state(self) -> dict:
         mean, std = normalisation(self.cfg.data.color)
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "epoch": self.epoch,
+                "method_state": getattr(self.method, "state_dict", dict)(),
                 "best": self.best, "best_epoch": self.best_epoch, "history": self.history, "config": self.cfg.to_dict(),
                 "classes": list(self.classes), "mean": mean, "std": std}
 
@@ -115,6 +129,8 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
         self.history = list(state["history"])
+        if hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(state.get("method_state", {}))
 
     # -- loops -----------------------------------------------------------------------------------
     def _loader(self, data, train: bool):
@@ -136,6 +152,9 @@ class Trainer:
         return nullcontext()
 
     def train_epoch(self) -> dict:
+        own = getattr(self.method, "train_epoch", None)
+        if own:  # methods with their own loop (two stages, paired domains) run it themselves
+            return own(self)
         self.net.train()
         torch.manual_seed(self.cfg.seed * 100003 + self.epoch)  # dropout etc.: same on resume
         self.train_data.set_epoch(self.epoch)
@@ -152,7 +171,7 @@ class Trainer:
                 break
             lr = self.lr_at(self.epoch * self.steps_per_epoch + step)
             for gr in self.opt.param_groups:
-                gr["lr"] = lr
+                gr["lr"] = lr * gr.get("lr_mult", 1.0)
             batch = [b.to(self.device, non_blocking=True) for b in batch]
             with self._autocast():
                 loss, logs = self.method.loss(self.net, batch)
@@ -171,21 +190,23 @@ class Trainer:
     def predict(self, data: TorchFaces) -> np.ndarray:
         self.model.eval()
         out = []
-        for x, _, _ in self._loader(data, False):
+        for *inputs, _label, _target in self._loader(data, False):
             with self._autocast():
-                out.append(self.method.predict(self.model, x.to(self.device)).float().cpu())
+                out.append(self.method.predict(self.model, *[x.to(self.device) for x in inputs]).float().cpu())
         return torch.cat(out).numpy()
 
     def evaluate(self, data: TorchFaces, restrict_to_present: bool = False) -> dict:
-        logits = self.predict(data)
+        outputs = self.predict(data)
         labels = data.labels
-        result = summarize(confusion_matrix(labels, logits.argmax(1), len(self.classes)), self.classes)
+        result = summarize(confusion_matrix(labels, self.method.decide(outputs), len(self.classes)), self.classes)
         if restrict_to_present:
             # accuracy over the classes the eval set has (CK+ has no neutral): others masked out
             present = np.bincount(labels, minlength=len(self.classes)) > 0
-            masked = np.where(present[None], logits, -np.inf)
-            result["accuracy_shared_classes"] = float((masked.argmax(1) == labels).mean())
+            result["accuracy_shared_classes"] = float((self.method.decide(outputs, present) == labels).mean())
             result["shared_classes"] = [c for c, p in zip(self.classes, present) if p]
+            rules = self.method.decision_rules(outputs)
+            if rules:  # methods with several ways to decide (AGLRLS: GLPC, averaging, single heads)
+                result["rules"] = {name: float((pred == labels).mean()) for name, pred in rules.items()}
         return result
 
     def fit(self, stop_after: int | None = None) -> dict:
@@ -226,14 +247,17 @@ class Trainer:
     def report(self, sets: list[str] | None = None, checkpoint_path: Path | None = None) -> dict:
         """Evaluates best.pt (selected on the validation split) on the eval sets; writes
         final.json and confusion_<set>.png into the run folder."""
-        path = checkpoint_path or self.out / "best.pt"
+        path = checkpoint_path or self.out / getattr(self.method, "report_checkpoint", "best.pt")
         state = checkpoint.load(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
-        results = {"checkpoint": str(path), "selected_on": self.cfg.select_on, "best_epoch": state["best_epoch"],
+        if hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(state.get("method_state", {}))
+        results = {"checkpoint": str(path), "selected_on": "last epoch (no selection)" if path.name == "last.pt" else self.cfg.select_on, "best_epoch": state["best_epoch"],
                    "val_acc": state["best"], "seed": self.cfg.seed, "sets": {}}
         d = self.cfg.data
         for spec in sets if sets is not None else self.cfg.eval_sets:
-            data = TorchFaces(open_split(spec, d.num_classes, d.color), d.image_size, False)
+            eval_data = getattr(self.method, "eval_data", None)
+            data = eval_data(self, spec) if eval_data else TorchFaces(open_split(spec, d.num_classes, d.color), d.image_size, False)
             res = self.evaluate(data, restrict_to_present=True)
             results["sets"][spec] = res
             safe = spec.replace(":", "_").replace("/", "_").replace("@", "_")
