@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         tmpl = any_rec.template
         row["align"] = percentiles(timed(lambda: [align(frame, f.landmarks, s, template_name=tmpl) for f in faces], args.repeats // 2))
         for name, r in recs.items():
-            x, _ = r.crops(frame)
+            x, _landmarks, _faces = r.crops(frame)
             row[f"infer {name}"] = percentiles(timed(lambda: r.model.infer(x) if len(x) else None, args.repeats // 2))
             row[f"total {name}"] = percentiles(timed(lambda: r.predict(frame), args.repeats // 2))
         results["frames"][fname] = row

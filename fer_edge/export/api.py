@@ -37,23 +37,49 @@ def load_for_export(checkpoint_path: str | Path):
     method = get_method(cfg.method, cfg)
     model = method.build_model(len(state["classes"]), 1 if cfg.data.color == "gray" else 3)
     model.load_state_dict(state["model"])
+    if hasattr(method, "load_state_dict"):  # e.g. AGLRLS's learning status for GLPC
+        method.load_state_dict(state.get("method_state", {}))
     return model.eval(), method, cfg, state
 
 
-def pixels(dataset, size: int, indices=None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw 0-255 pixels [N, C, size, size] float32 and labels, as the runtime would feed them."""
+def align_template(cfg) -> str:
+    """How the runtime must crop faces: the framing the training images had (FER2013/FERPlus
+    crops are looser than ArcFace's)."""
+    d = cfg.data.dataset
+    return "fer2013" if d in ("ferplus", "fer2013") or d.startswith("fer2013:") else "arcface"
+
+
+def pixels(dataset, size: int, indices=None, landmarks: bool = False):
+    """Raw 0-255 pixels [N, C, size, size] float32 and labels, as the runtime would feed them;
+    with `landmarks`, also the items' landmarks [N, 5, 2] scaled to the resized input."""
     import cv2
 
     idx = range(len(dataset)) if indices is None else indices
-    imgs, labels = [], []
+    imgs, labels, lms = [], [], []
     for i in idx:
         it = dataset[int(i)]
         img = it["image"]
-        if img.shape[:2] != (size, size):
+        h, w = img.shape[:2]
+        if (h, w) != (size, size):
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
         imgs.append(img[None] if img.ndim == 2 else img.transpose(2, 0, 1))
         labels.append(it["label"])
-    return np.stack(imgs).astype(np.float32), np.array(labels)
+        if landmarks:
+            if it.get("landmarks") is None:
+                raise ValueError(f"{dataset.name}: sample {it['name']} has no landmarks (attach a landmark cache)")
+            lms.append(np.asarray(it["landmarks"], np.float32) * np.array([size / w, size / h], np.float32))
+    x, y = np.stack(imgs).astype(np.float32), np.array(labels)
+    return (x, y, np.stack(lms).astype(np.float32)) if landmarks else (x, y)
+
+
+def _with_landmarks(dataset, spec: str, method, needed: bool):
+    """Attaches (detecting once, if the cache lacks them) the landmarks a landmark model needs."""
+    if not needed:
+        return dataset
+    from fer_edge.data import landmarks
+
+    landmarks.ensure(dataset, method.landmark_file(spec))
+    return dataset
 
 
 def parse_targets(targets) -> list[tuple[str, str]]:
@@ -82,6 +108,7 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
 
     targets = parse_targets(targets)
     checkpoint_path = Path(checkpoint_path)
+    decide = None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, method, cfg, state = load_for_export(checkpoint_path)
@@ -89,35 +116,43 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     size, color = cfg.data.image_size, cfg.data.color
     channels = 1 if color == "gray" else 3
     graph = InferenceGraph(model, state["mean"], state["std"], method.predict).eval()
+    needs_lm = bool(getattr(method, "needs_landmarks", False))
+    decide = method.decide  # the method's own decision rule (AGLRLS: GLPC over the 7 heads)
     base_meta = {
         "schema": md.SCHEMA, "classes": list(state["classes"]), "input": [channels, size, size], "color": color,
         "mean": list(state["mean"]), "std": list(state["std"]), "method": cfg.method,
-        "needs_landmarks": bool(getattr(method, "needs_landmarks", False)),
+        "needs_landmarks": needs_lm,
         "extras": getattr(method, "export_extras", lambda m: {})(model),
         "source_checkpoint_sha256": md.sha256_bytes(checkpoint_path.read_bytes()),
         "exporters": _versions(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "input_range": "raw pixels 0-255, normalised inside the graph",
-        # how the runtime must crop faces: the framing the training images had
-        "align_template": "fer2013" if cfg.data.dataset in ("ferplus", "fer2013") or cfg.data.dataset.startswith("fer2013:") else "arcface",
+        "align_template": align_template(cfg),
     }
     # validation images (never test) and calibration images from the training split
-    val_set = open_split(f"{cfg.data.dataset}:{cfg.select_on}" if cfg.data.dataset == "ferplus" else f"{cfg.data.dataset}@{cfg.select_on}",
-                         len(state["classes"]), color)
+    d = cfg.data.dataset
+    val_spec = f"{d}:{cfg.select_on}" if d == "ferplus" else f"{d}@{cfg.select_on}"
+    val_set = _with_landmarks(open_split(val_spec, len(state["classes"]), color), val_spec, method, needs_lm)
     val_idx = range(min(val_limit, len(val_set))) if val_limit else None
-    val_x, val_y = pixels(val_set, size, val_idx)
+    val_x, val_y, *val_lm = pixels(val_set, size, val_idx, landmarks=needs_lm)
     with torch.no_grad():
-        torch_logits = np.concatenate([graph(torch.from_numpy(val_x[i:i + 256])).numpy() for i in range(0, len(val_x), 256)])
-    calib_x = None
+        torch_logits = np.concatenate([graph(torch.from_numpy(val_x[i:i + 256]), *[torch.from_numpy(a[i:i + 256]) for a in val_lm]).numpy()
+                                       for i in range(0, len(val_x), 256)])
+    calib = None
     if any(p == "int8" for _, p in targets):
-        train_set = open_split(f"{cfg.data.dataset}:train" if cfg.data.dataset == "ferplus" else f"{cfg.data.dataset}@train",
-                               len(state["classes"]), color)
+        train_spec = f"{d}:train" if d == "ferplus" else f"{d}@train"
+        train_set = open_split(train_spec, len(state["classes"]), color)
         rng = np.random.default_rng(seed)
-        calib_x, _ = pixels(train_set, size, rng.choice(len(train_set), min(calibration_size, len(train_set)), replace=False))
+        pick = np.sort(rng.choice(len(train_set), min(calibration_size, len(train_set)), replace=False))
+        if needs_lm:
+            train_set = _with_landmarks(train_set.subset(pick), train_spec, method, True)
+            pick = None
+        calib_x, _, *calib_lm = pixels(train_set, size, pick, landmarks=needs_lm)
+        calib = [calib_x, *calib_lm]
 
-    fp32 = to_onnx_model(graph, (channels, size, size))
+    fp32 = to_onnx_model(graph, (channels, size, size), landmarks=needs_lm)
     qdq = None
     report = {"checkpoint": str(checkpoint_path), "validation_set": f"{cfg.data.dataset}:{cfg.select_on}",
-              "torch_accuracy": float((torch_logits.argmax(1) == val_y).mean()), "calibration_images": 0 if calib_x is None else len(calib_x),
+              "torch_accuracy": float((decide(torch_logits) == val_y).mean()), "calibration_images": 0 if calib is None else len(calib[0]),
               "artifacts": []}
     for fmt_name, precision in targets:
         fmt = get_format(fmt_name, precision)
@@ -127,19 +162,19 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
         try:
             if fmt_name == "onnx":
                 if precision == "int8":
-                    qdq = qdq if qdq is not None else qdq_onnx(fp32, calib_x)
+                    qdq = qdq if qdq is not None else qdq_onnx(fp32, calib)
                     write_onnx(qdq, meta, path)
                 else:
                     write_onnx(fp32, meta, path)
             elif fmt_name == "openvino":
-                write_openvino(fp32, meta, path, precision, calib_x)
+                write_openvino(fp32, meta, path, precision, calib)
             else:
                 if precision == "int8":
-                    qdq = qdq if qdq is not None else qdq_onnx(fp32, calib_x)
+                    qdq = qdq if qdq is not None else qdq_onnx(fp32, calib)
                 src = qdq if precision == "int8" else fp32
                 build_engine(src.SerializeToString(), meta, path, precision, batch_sizes, workspace_mb,
                              out_dir / "timing.cache", dla_core)
-            row.update(compare(path, precision, torch_logits, val_y, val_x, threads=threads))
+            row.update(compare(path, precision, torch_logits, val_y, [val_x, *val_lm], threads=threads, decide=decide))
             row["accuracy_change_vs_torch"] = row["accuracy"] - report["torch_accuracy"]
         except TensorRTUnavailable as exc:
             row["skipped"] = str(exc)

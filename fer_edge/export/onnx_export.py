@@ -32,18 +32,25 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def to_onnx_model(graph: torch.nn.Module, input_shape, simplify: bool = True):
-    """Exports the graph and returns the (simplified) onnx.ModelProto."""
+def to_onnx_model(graph: torch.nn.Module, input_shape, simplify: bool = True, landmarks: bool = False):
+    """Exports the graph and returns the (simplified) onnx.ModelProto. Inputs: "pixels"
+    [N, C, H, W] and, for landmark models, "landmarks" [N, 5, 2]; output "logits"."""
     import onnx
 
     c, h, w = input_shape
-    example = torch.zeros(2, c, h, w)
+    example = (torch.zeros(2, c, h, w),)
+    names = ["pixels"]
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    dynamic = ({0: batch},)
+    if landmarks:
+        example += (torch.full((2, 5, 2), w / 2.0),)
+        names.append("landmarks")
+        dynamic += ({0: batch},)
     graph = graph.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(graph, (example,), dynamo=True, input_names=["pixels"], output_names=["logits"],
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                                    opset_version=OPSET, optimize=True, verbose=False)
+        program = torch.onnx.export(graph, example, dynamo=True, input_names=names, output_names=["logits"],
+                                    dynamic_shapes=dynamic, opset_version=OPSET, optimize=True, verbose=False)
     model = program.model_proto
     if simplify:
         import onnxsim

@@ -7,26 +7,36 @@ from pathlib import Path
 import numpy as np
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over batches of raw pixels."""
+INPUT_NAMES = ("pixels", "landmarks")
 
-    def __init__(self, images: np.ndarray, batch: int = 1):
+
+def as_inputs(calibration) -> list[np.ndarray]:
+    """Calibration data as the model's input list: pixels, or [pixels, landmarks]."""
+    return [calibration] if isinstance(calibration, np.ndarray) else list(calibration)
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over samples of the model's inputs."""
+
+    def __init__(self, calibration, batch: int = 1):
         # batch 1: ORT's percentile calibrator stacks per-batch activations and fails when the
         # last batch is shorter (300 = 18 x 16 + 12); one image per call works for any count
-        self.batches = [images[i:i + batch] for i in range(0, len(images), batch)]
+        arrays = as_inputs(calibration)
+        self.batches = [{name: a[i:i + batch] for name, a in zip(INPUT_NAMES, arrays)}
+                        for i in range(0, len(arrays[0]), batch)]
         self.i = 0
 
     def get_next(self):
         if self.i >= len(self.batches):
             return None
         self.i += 1
-        return {"pixels": self.batches[self.i - 1]}
+        return self.batches[self.i - 1]
 
     def rewind(self):
         self.i = 0
 
 
-def qdq_onnx(fp32_model, calibration: np.ndarray):
+def qdq_onnx(fp32_model, calibration):
     """Symmetric per-channel INT8 weights and symmetric INT8 activations as Q/DQ pairs (TensorRT's
     explicit-quantisation form). Returns an onnx.ModelProto."""
     import tempfile
@@ -49,9 +59,11 @@ def qdq_onnx(fp32_model, calibration: np.ndarray):
         return onnx.load(dst)
 
 
-def nncf_openvino(ov_model, calibration: np.ndarray):
+def nncf_openvino(ov_model, calibration):
     """NNCF post-training quantisation of an OpenVINO model (mixed preset, all calibration images)."""
     import nncf
 
-    data = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
-    return nncf.quantize(ov_model, data, subset_size=len(calibration), preset=nncf.QuantizationPreset.MIXED)
+    arrays = as_inputs(calibration)
+    n = len(arrays[0])
+    items = [arrays[0][i:i + 1] if len(arrays) == 1 else [a[i:i + 1] for a in arrays] for i in range(n)]
+    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=n, preset=nncf.QuantizationPreset.MIXED)

@@ -53,6 +53,8 @@ def build_engine(onnx_bytes: bytes, meta: dict, path: Path, precision: str, batc
     lo, opt, hi = min(batch_sizes), sorted(batch_sizes)[len(batch_sizes) // 2], max(batch_sizes)
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, (lo, c, h, w), (opt, c, h, w), (hi, c, h, w))
+    if meta.get("needs_landmarks"):  # second input: landmarks [N, 5, 2]
+        profile.set_shape(network.get_input(1).name, (lo, 5, 2), (opt, 5, 2), (hi, 5, 2))
     config.add_optimization_profile(profile)
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)

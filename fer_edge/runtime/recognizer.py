@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_edge.faces.align import align
+from fer_edge.faces.align import align, template, transform_points
 from fer_edge.runtime.backends import open_backend
 from fer_edge.runtime.frames import to_bgr
 from fer_edge.runtime.results import FaceResult
@@ -38,9 +38,28 @@ def default_model_path() -> Path:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
+    z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return e / e.sum(-1, keepdims=True)
+
+
+def decide(logits: np.ndarray, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs -> (labels [N], probabilities [N, C]).
+
+    Single-head models: arg-max of the softmax. Multi-head models ([N, heads, C], e.g. AGLRLS):
+    the probabilities are the heads' mean softmax, and the label comes from GLPC with the
+    learning status stored in the metadata (extras.glpc_beta), or the mean when there is none."""
+    if logits.ndim == 2:
+        p = softmax(logits)
+        return p.argmax(1), p
+    probs = softmax(logits.astype(np.float64))
+    mean = probs.mean(1).astype(np.float32)
+    extras = meta.get("extras") or {}
+    if "glpc_beta" in extras:
+        from fer_edge.runtime.glpc import glpc
+
+        return glpc(probs.transpose(1, 0, 2), np.asarray(extras["glpc_beta"]), extras.get("glpc_tau", 0.95)), mean
+    return mean.argmax(1), mean
 
 
 class Recognizer:
@@ -88,41 +107,55 @@ class Recognizer:
             img = bgr_crop.transpose(2, 0, 1)
         return img.astype(np.float32)
 
+    @property
+    def needs_landmarks(self) -> bool:
+        return bool(self.meta.get("needs_landmarks", False))
+
     def crops(self, bgr: np.ndarray, detect: bool = True):
-        """(model inputs [N, C, S, S], faces) of one frame."""
+        """(model inputs [N, C, S, S], landmarks [N, 5, 2] in crop pixels, faces) of one frame.
+        Without detection the frame is taken as an aligned face, its landmarks the template's."""
         if not detect:
             crop = cv2.resize(bgr, (self.size, self.size), interpolation=cv2.INTER_AREA)
-            return self._model_input(crop)[None], [None]
+            return self._model_input(crop)[None], template(self.size, self.template)[None].astype(np.float32), [None]
         faces = self.detector.detect(bgr)
         if self.max_faces is not None:
             faces = faces[: self.max_faces]
-        inputs = [self._model_input(align(bgr, f.landmarks, self.size, template_name=self.template)[0]) for f in faces]
+        inputs, points = [], []
+        for f in faces:
+            crop, m = align(bgr, f.landmarks, self.size, template_name=self.template)
+            inputs.append(self._model_input(crop))
+            points.append(transform_points(f.landmarks, m))  # where the face's landmarks land in the crop
         if not inputs:
-            return np.zeros((0, self.channels, self.size, self.size), np.float32), []
-        return np.stack(inputs), faces
+            return np.zeros((0, self.channels, self.size, self.size), np.float32), np.zeros((0, 5, 2), np.float32), []
+        return np.stack(inputs), np.stack(points).astype(np.float32), faces
 
     def predict(self, frames, detect: bool = True):
         """One frame (array or path) -> list[FaceResult]; a list of frames -> a list of those.
         No face -> an empty list. `detect=False` treats each frame as an already cropped face."""
         single = not isinstance(frames, (list, tuple))
         batch = [frames] if single else list(frames)
-        per_frame, inputs = [], []
+        per_frame, inputs, points = [], [], []
         for k, frame in enumerate(batch):
             bgr = to_bgr(frame, f"frames[{k}]" if not single else "frame")
-            x, faces = self.crops(bgr, detect)
+            x, lm, faces = self.crops(bgr, detect)
             per_frame.append(faces)
             inputs.append(x)
+            points.append(lm)
         x = np.concatenate(inputs) if inputs else np.zeros((0, self.channels, self.size, self.size), np.float32)
-        probs = softmax(self.model.infer(x)) if len(x) else np.zeros((0, len(self.classes)), np.float32)
+        if len(x):
+            lm = np.concatenate(points) if self.needs_landmarks else None
+            labels, probs = decide(self.model.infer(x, lm), self.meta)
+        else:
+            labels, probs = np.zeros(0, np.int64), np.zeros((0, len(self.classes)), np.float32)
         out, i = [], 0
         for faces in per_frame:
             results = []
             for f in faces:
-                p = probs[i]
+                p, label = probs[i], int(labels[i])
                 i += 1
                 results.append(FaceResult(
                     box=None if f is None else f.box, score=None if f is None else f.score,
-                    landmarks=None if f is None else f.landmarks, label=self.classes[int(p.argmax())],
+                    landmarks=None if f is None else f.landmarks, label=self.classes[label],
                     probabilities={c: float(v) for c, v in zip(self.classes, p)}))
             out.append(results)
         return out[0] if single else out

@@ -65,13 +65,6 @@ class AGLRLSModel(nn.Module):
         return self.net(images, landmarks)
 
 
-def _landmark_file(cfg, spec: str) -> Path:
-    from fer_edge.data.paths import cache_dir
-
-    folder = Path(cfg.aglrls.landmarks_dir) if cfg.aglrls.landmarks_dir else cache_dir() / "landmarks"
-    return folder / (spec.replace(":", "_").replace("/", "_").replace("@", "_").strip("_") + ".npz")
-
-
 class AGLRLS(Method):
     name = "aglrls"
     needs_landmarks = True
@@ -94,6 +87,14 @@ class AGLRLS(Method):
         self.beta: np.ndarray | None = None  # learning status after the last measured epoch, [7, C]
 
     # -- data ------------------------------------------------------------------------------------
+    def landmark_file(self, spec: str) -> Path:
+        """The landmark cache of a dataset spec ('ferplus:train' -> <dir>/ferplus_train.npz)."""
+        from fer_edge.data.paths import cache_dir
+
+        a = self.cfg.aglrls
+        folder = Path(a.landmarks_dir) if a.landmarks_dir else cache_dir() / "landmarks"
+        return folder / (spec.replace(":", "_").replace("/", "_").replace("@", "_").strip("_") + ".npz")
+
     def _open(self, trainer, spec: str, num_classes: int, views: str, mode: str = "majority") -> LandmarkFaces:
         from fer_edge.data import landmarks
         from fer_edge.train.trainer import open_split
@@ -102,9 +103,9 @@ class AGLRLS(Method):
         ds = open_split(spec, num_classes, d.color, mode)
         if d.limit:
             ds = ds.subset(range(min(d.limit, len(ds))))
-        stats = landmarks.ensure(ds, _landmark_file(self.cfg, spec), progress=trainer.rank == 0)
+        stats = landmarks.ensure(ds, self.landmark_file(spec), progress=trainer.rank == 0)
         if stats["detected_now"] and trainer.rank == 0:
-            print(f"{spec}: detected landmarks for {stats['detected_now']} faces (cached in {_landmark_file(self.cfg, spec)})")
+            print(f"{spec}: detected landmarks for {stats['detected_now']} faces (cached in {self.landmark_file(spec)})")
         return LandmarkFaces(ds, d.image_size, views, self.cfg.seed)
 
     def build_data(self, trainer):

@@ -44,7 +44,7 @@ def test_paths_batches_and_precropped_faces(rec, data_root, group):
 
 
 def test_same_results_as_the_model_on_aligned_crops(rec, group):
-    x, faces = rec.crops(group)
+    x, _landmarks, faces = rec.crops(group)
     logits = rec.model.infer(x)
     labels = [rec.classes[i] for i in logits.argmax(1)]
     assert labels == [f.label for f in rec.predict(group)]

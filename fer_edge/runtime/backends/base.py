@@ -17,7 +17,10 @@ class Backend:
 
     `infer(batch)` takes float32 [N, C, H, W] raw pixels (0-255, colour order per metadata;
     the model normalises inside its graph) and returns logits [N, num_classes] float32.
-    Subclasses implement `_load() -> metadata dict` and `_infer(batch) -> logits`.
+    Models whose metadata says `needs_landmarks` also take `landmarks` [N, 5, 2] float32 (x, y
+    in pixels of the model input); multi-head models (metadata extras "classifiers") return
+    [N, heads, num_classes].
+    Subclasses implement `_load() -> metadata dict` and `_infer(batch, landmarks) -> logits`.
     """
 
     name = "backend"
@@ -49,7 +52,33 @@ class Backend:
         c, h, w = self.meta["input"]
         return c, h, w
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    @property
+    def needs_landmarks(self) -> bool:
+        return bool(self.meta.get("needs_landmarks", False))
+
+    @property
+    def heads(self) -> int:
+        """Classifiers per face (1 for ordinary models)."""
+        return len((self.meta.get("extras") or {}).get("classifiers", [])) or 1
+
+    def _check_landmarks(self, landmarks, n: int) -> np.ndarray | None:
+        if not self.needs_landmarks:
+            if landmarks is not None:
+                raise ValueError(f"{self.path.name} takes no landmarks")
+            return None
+        if landmarks is None:
+            raise ValueError(f"{self.path.name} needs landmarks [N, 5, 2] with the faces (method {self.meta['method']})")
+        lm = np.asarray(landmarks)
+        if lm.dtype.kind not in "fiu":
+            raise TypeError(f"landmarks: expected numbers, got {lm.dtype}")
+        lm = lm.astype(np.float32)
+        if lm.shape != (n, 5, 2):
+            raise ValueError(f"landmarks: expected shape [{n}, 5, 2], got {tuple(lm.shape)}")
+        if not np.isfinite(lm).all():
+            raise ValueError("landmarks contain NaN or infinity")
+        return np.ascontiguousarray(lm)
+
+    def infer(self, batch: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         if not isinstance(batch, np.ndarray):
             raise TypeError(f"batch: expected a numpy array [N, C, H, W], got {type(batch).__name__}")
         if batch.dtype == np.uint8:
@@ -59,13 +88,15 @@ class Backend:
         c, h, w = self.input_shape
         if batch.ndim != 4 or batch.shape[1:] != (c, h, w) or batch.shape[0] < 1:
             raise ValueError(f"batch: expected shape [N>=1, {c}, {h}, {w}], got {tuple(batch.shape)}")
-        out = self._infer(np.ascontiguousarray(batch))
-        return np.asarray(out, dtype=np.float32).reshape(batch.shape[0], -1)
+        lm = self._check_landmarks(landmarks, batch.shape[0])
+        out = self._infer(np.ascontiguousarray(batch), lm)
+        out = np.asarray(out, dtype=np.float32)
+        return out.reshape(batch.shape[0], self.heads, -1) if self.heads > 1 else out.reshape(batch.shape[0], -1)
 
     def _load(self) -> dict:
         raise NotImplementedError
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
     def close(self) -> None:

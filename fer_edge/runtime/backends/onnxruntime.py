@@ -31,8 +31,14 @@ class OnnxRuntimeBackend(Backend):
         md.check_payload(meta, payload_digest(self.path.read_bytes(), meta["payload_sha256"]), str(self.path))
         outputs = self.session.get_outputs()
         md.check_outputs(meta, outputs[0].shape[-1], str(self.path))
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        if len(self.input_names) != 1 + bool(meta.get("needs_landmarks")):
+            raise md.MetadataError(f"{self.path}: {len(self.input_names)} graph inputs do not fit the metadata "
+                                   f"(needs_landmarks={meta.get('needs_landmarks')})")
         return meta
 
-    def _infer(self, batch):
-        return self.session.run(None, {self.input_name: batch})[0]
+    def _infer(self, batch, landmarks):
+        feeds = {self.input_names[0]: batch}
+        if landmarks is not None:
+            feeds[self.input_names[1]] = landmarks
+        return self.session.run(None, feeds)[0]

@@ -32,12 +32,16 @@ class OpenVINOBackend(Backend):
         data = self.path.read_bytes() + (bin_path.read_bytes() if self.path.suffix == ".xml" else b"")
         md.check_payload(meta, payload_digest(data, meta["payload_sha256"]), str(self.path))
         md.check_outputs(meta, model.outputs[0].get_partial_shape()[-1].get_length(), str(self.path))
+        if len(model.inputs) != 1 + bool(meta.get("needs_landmarks")):
+            raise md.MetadataError(f"{self.path}: {len(model.inputs)} graph inputs do not fit the metadata "
+                                   f"(needs_landmarks={meta.get('needs_landmarks')})")
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.inference_precision}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         self.compiled = core.compile_model(model, "CPU" if self.device == "cpu" else self.device.upper(), config)
         return meta
 
-    def _infer(self, batch):
+    def _infer(self, batch, landmarks):
         # one infer request is not thread-safe; the compiled model makes a request per call
-        return self.compiled({0: batch})[self.compiled.output(0)]
+        feeds = {0: batch} if landmarks is None else {0: batch, 1: landmarks}
+        return self.compiled(feeds)[self.compiled.output(0)]

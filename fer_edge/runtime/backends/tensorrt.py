@@ -63,29 +63,36 @@ class TensorRTBackend(Backend):
                                f"compute capability {meta.get('compute_capability')})")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if len(self.input_names) != 1 + bool(meta.get("needs_landmarks")):
+            raise md.MetadataError(f"{self.path}: {len(self.input_names)} engine inputs do not fit the metadata "
+                                   f"(needs_landmarks={meta.get('needs_landmarks')})")
         self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self.stream = _check(cudart.cudaStreamCreate())
         return meta
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, landmarks) -> np.ndarray:
         cudart = self._cudart
         n = batch.shape[0]
-        self.context.set_input_shape(self.input_name, tuple(batch.shape))
-        out = np.empty((n, len(self.meta["classes"])), np.float32)
-        d_in = _check(cudart.cudaMallocAsync(batch.nbytes, self.stream))
+        host_inputs = [batch] if landmarks is None else [batch, landmarks]
+        out = np.empty((n, self.heads * len(self.meta["classes"])), np.float32)
+        d_ins = []
         d_out = _check(cudart.cudaMallocAsync(out.nbytes, self.stream))
         try:
             kind = cudart.cudaMemcpyKind
-            _check(cudart.cudaMemcpyAsync(d_in, batch.ctypes.data, batch.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
-            self.context.set_tensor_address(self.input_name, int(d_in))
+            for name, host in zip(self.input_names, host_inputs):
+                self.context.set_input_shape(name, tuple(host.shape))
+                d_ins.append(_check(cudart.cudaMallocAsync(host.nbytes, self.stream)))
+                _check(cudart.cudaMemcpyAsync(d_ins[-1], host.ctypes.data, host.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
+                self.context.set_tensor_address(name, int(d_ins[-1]))
             self.context.set_tensor_address(self.output_name, int(d_out))
             if not self.context.execute_async_v3(self.stream):
                 raise BackendError("TensorRT execution failed")
             _check(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
             _check(cudart.cudaStreamSynchronize(self.stream))
         finally:
-            cudart.cudaFreeAsync(d_in, self.stream)
+            for d_in in d_ins:
+                cudart.cudaFreeAsync(d_in, self.stream)
             cudart.cudaFreeAsync(d_out, self.stream)
         return out
 

@@ -14,7 +14,7 @@ class TorchCheckpointBackend(Backend):
     def _load(self) -> dict:
         import torch
 
-        from fer_edge.export.api import load_for_export
+        from fer_edge.export.api import align_template, load_for_export
         from fer_edge.export.graph import InferenceGraph
 
         model, method, cfg, state = load_for_export(self.path)
@@ -28,8 +28,10 @@ class TorchCheckpointBackend(Backend):
                 "mean": list(state["mean"]), "std": list(state["std"]), "method": cfg.method,
                 "needs_landmarks": bool(getattr(method, "needs_landmarks", False)),
                 "payload_sha256": md.sha256_bytes(self.path.read_bytes()),
-                "align_template": "fer2013" if cfg.data.dataset == "ferplus" else "arcface"}
+                "extras": getattr(method, "export_extras", lambda m: {})(model),
+                "align_template": align_template(cfg)}
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, landmarks) -> np.ndarray:
+        extra = () if landmarks is None else (self._torch.from_numpy(landmarks),)
         with self._torch.no_grad():
-            return self.graph(self._torch.from_numpy(batch)).numpy()
+            return self.graph(self._torch.from_numpy(batch), *extra).numpy()
