@@ -45,7 +45,7 @@ def to_onnx_model(graph: torch.nn.Module, input_shape, simplify: bool = True, la
     if landmarks:
         example += (torch.full((2, 5, 2), w / 2.0),)
         names.append("landmarks")
-        dynamic += ({0: batch},)
+        dynamic += (({0: batch},),)  # the graph takes extra inputs as *args: one nested tuple
     graph = graph.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
