@@ -40,7 +40,12 @@ def _data_landmarks(args) -> int:
 def _train(args) -> int:
     from fer_edge.train import Trainer, load_config
 
-    cfg = load_config(args.config, args.overrides, method=args.method)
+    overrides = list(args.overrides)
+    if args.source:
+        overrides.insert(0, f"data.dataset={args.source}")
+    if args.target:
+        overrides.insert(0, f"aglrls.target={args.target}")
+    cfg = load_config(args.config, overrides, method=args.method)
     trainer = Trainer(cfg)
     summary = trainer.fit()
     if trainer.rank == 0:
@@ -48,8 +53,9 @@ def _train(args) -> int:
         if not args.no_report:
             results = trainer.report()
             for spec, res in results["sets"].items():
+                rules = "".join(f", {k} {v:.4f}" for k, v in res.get("rules", {}).items())
                 print(f"{spec}: accuracy {res['accuracy']:.4f}, mean class accuracy {res['mean_class_accuracy']:.4f}, "
-                      f"shared-class accuracy {res['accuracy_shared_classes']:.4f}")
+                      f"shared-class accuracy {res['accuracy_shared_classes']:.4f}{rules}")
             print(f"results: {trainer.out / 'final.json'}")
     return 0
 
@@ -63,7 +69,8 @@ def _eval(args) -> int:
         trainer.out.mkdir(parents=True, exist_ok=True)
     results = trainer.report(args.sets or None, checkpoint_path=__import__("pathlib").Path(args.checkpoint))
     for spec, res in results["sets"].items():
-        print(f"{spec}: accuracy {res['accuracy']:.4f}, mean class accuracy {res['mean_class_accuracy']:.4f}")
+        rules = "".join(f", {k} {v:.4f}" for k, v in res.get("rules", {}).items())
+        print(f"{spec}: accuracy {res['accuracy']:.4f}, mean class accuracy {res['mean_class_accuracy']:.4f}{rules}")
     return 0
 
 
@@ -77,7 +84,7 @@ def _export(args) -> int:
     if not args.checkpoint:
         raise ValueError("export needs a checkpoint (or --list)")
     report = export(args.checkpoint, args.formats, args.out, args.name, args.calibration, args.val_limit, args.seed,
-                    tuple(args.batch_sizes), args.workspace_mb, args.dla_core, args.threads)
+                    tuple(args.batch_sizes), args.workspace_mb, args.dla_core, args.threads, plain_names=args.plain_names)
     print(f"torch accuracy on {report['validation_set']}: {report['torch_accuracy']:.4f}")
     return 0
 
@@ -97,6 +104,8 @@ def add_export_parser(sub) -> None:
     ex.add_argument("--workspace-mb", type=int, default=1024)
     ex.add_argument("--dla-core", type=int, help="TensorRT: build for this DLA core (Jetson)")
     ex.add_argument("--threads", type=int, help="runtime threads while verifying")
+    ex.add_argument("--plain-names", action="store_true",
+                    help="name files <name>.xml / <name>.engine (one precision per format) instead of <name>.<precision>.xml")
     ex.add_argument("--list", action="store_true", help="print the formats table")
     ex.set_defaults(func=_export)
 
@@ -179,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     lm.set_defaults(func=_data_landmarks)
 
     tr = sub.add_parser("train", help="train a model with one of the methods")
-    tr.add_argument("method", help="baseline")
+    tr.add_argument("method", help="baseline | aglrls")
     tr.add_argument("--config", help="YAML config (see configs/)")
+    tr.add_argument("--source", help="training (labelled source) dataset, e.g. ferplus (= data.dataset)")
+    tr.add_argument("--target", help="domain adaptation: unlabelled target dataset, e.g. ckplus (= aglrls.target)")
     tr.add_argument("--no-report", action="store_true", help="skip the final evaluation on the eval sets")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.05 data.image_size=64")
     tr.set_defaults(func=_train)

@@ -93,8 +93,12 @@ def parse_targets(targets) -> list[tuple[str, str]]:
 
 def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | Path = "exports", name: str | None = None,
            calibration_size: int = 300, val_limit: int = 0, seed: int = 0, batch_sizes=(1, 8, 32),
-           workspace_mb: int = 1024, dla_core: int | None = None, threads: int | None = None, verbose: bool = True) -> dict:
-    """Exports and verifies; returns the report (also written as <name>.export.json)."""
+           workspace_mb: int = 1024, dla_core: int | None = None, threads: int | None = None, verbose: bool = True,
+           plain_names: bool = False) -> dict:
+    """Exports and verifies; returns the report (also written as <name>.export.json).
+
+    Files are named <name>.<precision><suffix>; with `plain_names` (one precision per format)
+    <name><suffix>, the deployment names (aglrls.xml, aglrls.engine)."""
     import torch
 
     from fer_edge import metadata as md
@@ -107,6 +111,8 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     from fer_edge.train.trainer import open_split
 
     targets = parse_targets(targets)
+    if plain_names and len({f for f, _ in targets}) != len(targets):
+        raise ValueError("plain_names: give one precision per format (the file names would collide)")
     checkpoint_path = Path(checkpoint_path)
     decide = None
     out_dir = Path(out_dir)
@@ -156,7 +162,7 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
               "artifacts": []}
     for fmt_name, precision in targets:
         fmt = get_format(fmt_name, precision)
-        path = out_dir / f"{name}.{precision}{fmt.suffix}"
+        path = out_dir / (f"{name}{fmt.suffix}" if plain_names else f"{name}.{precision}{fmt.suffix}")
         meta = dict(base_meta, format=fmt_name, precision=precision)
         row = {"format": fmt_name, "precision": precision, "file": str(path)}
         try:
