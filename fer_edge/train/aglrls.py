@@ -69,6 +69,7 @@ class AGLRLS(Method):
     name = "aglrls"
     needs_landmarks = True
     report_checkpoint = "last.pt"  # no selection: the target's labels may not choose, the source's do not know
+    has_unused_parameters = True  # discriminators of unaligned features, crop nets in stage 1 under DDP
 
     def __init__(self, cfg):
         super().__init__(cfg)

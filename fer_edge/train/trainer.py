@@ -59,7 +59,10 @@ class Trainer:
         self.model = self.method.build_model(len(self.classes), 1 if d.color == "gray" else 3).to(self.device)
         self.net = self.model
         if self.world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # methods whose switches leave parts unused in a step (AGLRLS ablations) say so
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(getattr(self.method, "has_unused_parameters", False)))
         o = cfg.optim
         groups = getattr(self.method, "param_groups", None)
         params = groups(self.model) if groups else [p for p in self.model.parameters() if p.requires_grad]
@@ -227,7 +230,7 @@ class Trainer:
             if self.rank == 0:
                 val = self.evaluate(self.val_data)
                 logs.update(epoch=self.epoch, val_acc=val["accuracy"], val_mean_class_acc=val["mean_class_accuracy"],
-                            lr=self.lr_at(self.epoch * self.steps_per_epoch - 1), seconds=round(time.time() - t0, 1))
+                            lr=self.opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 1))
                 self.history.append(logs)
                 improved = val["accuracy"] > self.best
                 if improved:
