@@ -37,6 +37,22 @@ def default_model_path() -> Path:
     return path
 
 
+def resolve_model_path(model: str | Path) -> Path:
+    """A path as given; a bare file name that does not exist here is looked up among the models
+    shipped in the package (so `Recognizer("aglrls.xml")` works out of the box). TensorRT
+    engines are never shipped: they are built for one GPU and TensorRT version."""
+    path = Path(model)
+    if path.exists() or path.parent != Path("."):
+        return path
+    shipped = Path(__file__).resolve().parent.parent / "assets" / path.name
+    if shipped.is_file():
+        return shipped
+    if path.suffix in (".engine", ".plan"):
+        raise FileNotFoundError(f"{path} does not exist; TensorRT engines are built on the device that runs them: "
+                                f"python tools/export.py <checkpoint> --name {path.stem} --plain-names --formats tensorrt:fp16")
+    return path
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
@@ -66,7 +82,8 @@ class Recognizer:
     """Facial expressions of the faces in camera frames.
 
     Args:
-        model: exported model path (.onnx, .xml, .engine/.plan); None loads the default model.
+        model: exported model path (.onnx, .xml, .engine/.plan, or a .pt checkpoint with torch);
+            a bare name of a shipped model ("aglrls.xml"); None loads the default model.
         detector: a FaceDetector, a YuNet model path, or None (found via FER_EDGE_YUNET / the cache
             dir when `predict` first needs it).
         backend: "auto" (by suffix), "onnxruntime", "openvino", "tensorrt".
@@ -76,7 +93,8 @@ class Recognizer:
 
     def __init__(self, model: str | Path | None = None, detector=None, backend: str = "auto",
                  threads: int | None = None, max_faces: int | None = None):
-        self.model = open_backend(model if model is not None else default_model_path(), backend, threads=threads)
+        self.model = open_backend(resolve_model_path(model) if model is not None else default_model_path(), backend,
+                                  threads=threads)
         self.meta = self.model.meta
         self.channels, self.size, _ = self.model.input_shape
         self.classes = self.model.classes

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -179,3 +180,14 @@ def test_the_shipped_default_model(yunet_path, group):
     assert len(faces) == 6 and all(abs(sum(f.probabilities.values()) - 1) < 1e-4 for f in faces)
     onnx = Recognizer(rec.model.path.parent / "default.onnx", detector=yunet_path).predict(group)
     assert sum(a.label == b.label for a, b in zip(faces, onnx)) >= 5  # INT8 vs FP32 on real faces
+
+
+def test_missing_engines_name_the_command_that_builds_them(tmp_path, monkeypatch):
+    from fer_edge.runtime.recognizer import resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="tools/export.py"):
+        resolve_model_path("nosuchmodel.engine")
+    assert resolve_model_path("sub/x.onnx") == Path("sub/x.onnx")  # paths with folders are taken as given
+    with pytest.raises(FileNotFoundError):
+        Recognizer("nosuchmodel.onnx")
