@@ -74,6 +74,7 @@ def main(argv=None) -> int:
 
     from fer_edge.data.paths import data_root
     from fer_edge.faces import FaceDetector, align
+    from fer_edge.faces.align import template
     from fer_edge.runtime import Recognizer
 
     root = data_root()
@@ -98,16 +99,18 @@ def main(argv=None) -> int:
     any_rec = next(iter(recs.values()))
     c, s, _ = any_rec.model.input_shape
     face = np.random.default_rng(0).integers(0, 256, (1, c, s, s)).astype(np.float32)
+    # landmark models (AGLRLS) also take the face's 5 points: the template's, as for an aligned face
+    points = template(s, any_rec.template)[None].astype(np.float32) if any_rec.needs_landmarks else None
     # classifier alone, one face, alternating across implementations
-    impls = {name: (lambda r=r: r.model.infer(face)) for name, r in recs.items()}
+    impls = {name: (lambda r=r: r.model.infer(face, points)) for name, r in recs.items()}
     if torch_graph is not None:
         import torch
 
-        xt = torch.from_numpy(face)
+        xt = [torch.from_numpy(face)] + ([torch.from_numpy(points)] if points is not None else [])
 
         def eager():
             with torch.no_grad():
-                torch_graph(xt)
+                torch_graph(*xt)
 
         impls["pytorch_eager_fp32"] = eager
     # rotate blocks of 10 calls: per-call alternation would time each runtime against the
@@ -129,8 +132,9 @@ def main(argv=None) -> int:
         tmpl = any_rec.template
         row["align"] = percentiles(timed(lambda: [align(frame, f.landmarks, s, template_name=tmpl) for f in faces], args.repeats // 2))
         for name, r in recs.items():
-            x, _landmarks, _faces = r.crops(frame)
-            row[f"infer {name}"] = percentiles(timed(lambda: r.model.infer(x) if len(x) else None, args.repeats // 2))
+            x, lm, _faces = r.crops(frame)
+            lm = lm if r.needs_landmarks else None
+            row[f"infer {name}"] = percentiles(timed(lambda: r.model.infer(x, lm) if len(x) else None, args.repeats // 2))
             row[f"total {name}"] = percentiles(timed(lambda: r.predict(frame), args.repeats // 2))
         results["frames"][fname] = row
         totals = "  ".join(f"{k[6:]}={v['p50_ms']:.2f}" for k, v in row.items() if k.startswith("total"))
