@@ -1,6 +1,19 @@
 """Training methods as small plug-ins: a method builds its model, computes its loss on a batch
 and predicts logits. The trainer knows nothing else about it, so the five paper methods add a
-class here (or a module registering one) rather than editing the trainer."""
+class here (or a module registering one) rather than editing the trainer.
+
+Optional hooks, for methods that need more than one labelled dataset and a plain loop (the
+trainer uses each only when the method defines it; AGLRLS in train/aglrls.py uses them all):
+    build_data(trainer) -> (train data, selection data, classes)
+    setup(trainer)                      after the model and optimiser exist (e.g. init_from)
+    param_groups(model) -> groups       optimiser groups; "lr_mult" scales the trainer's lr
+    train_epoch(trainer) -> logs        the method's own epoch loop (stages, paired domains)
+    state_dict() / load_state_dict(d)   method state saved in checkpoints (e.g. thresholds)
+    eval_data(trainer, spec)            the eval set in the form predict() takes
+    export_extras(model) -> dict        method facts exported into the model's metadata
+    report_checkpoint = "last.pt"       report without checkpoint selection
+    needs_landmarks = True              the exported graph takes landmarks as a second input
+"""
 from __future__ import annotations
 
 import numpy as np
