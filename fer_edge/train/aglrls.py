@@ -27,7 +27,7 @@ from torch import nn
 
 from fer_edge.models import load_weights
 from fer_edge.models.aglrls import AGLRLSNet
-from fer_edge.runtime.glpc import glpc
+from fer_edge.runtime.glpc import confidence_thresholds, glpc
 from fer_edge.train.adversarial import CDANDiscriminator, cdan_e_loss, grl_coeff
 from fer_edge.train.methods import METHODS, Method
 from fer_edge.train.pseudo_labels import DynamicThresholds, pseudo_label_loss
@@ -283,9 +283,8 @@ class AGLRLS(Method):
             if aligned:
                 coeff = grl_coeff(it, a.grl_max_iter or total)
                 for k in aligned:
-                    model = trainer.model
                     probs = torch.softmax(logits[k][:ns + nt], 1)
-                    cdan = cdan + cdan_e_loss(model.discriminator(k), feats[k][:ns + nt].float(), probs, ns, coeff)
+                    cdan = cdan + cdan_e_loss(trainer.model.discriminator(k), feats[k][:ns + nt].float(), probs, ns, coeff)
                 loss = loss + a.cdan_weight * cdan
             self._step(trainer, loss, step)
             for key, v in (("loss", loss.item()), ("ce", ce.item()), ("pseudo", pseudo.item()), ("cdan", cdan.item()),
@@ -313,8 +312,6 @@ class AGLRLS(Method):
         return tqdm(iterable, total=steps, leave=False, desc=f"epoch {trainer.epoch + 1}/{self.cfg.optim.epochs} {stage}")
 
     def thresholds_from_beta(self) -> np.ndarray:
-        from fer_edge.runtime.glpc import confidence_thresholds
-
         return confidence_thresholds(self.beta, self.cfg.aglrls.tau).astype(np.float32)
 
     @torch.no_grad()

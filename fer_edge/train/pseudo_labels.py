@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fer_edge.runtime.glpc import confidence_thresholds
+
 
 class DynamicThresholds:
     """Learning status per classifier k and class c, counted over the target samples of the
@@ -35,7 +37,8 @@ class DynamicThresholds:
         return self.sigma / denom[:, None]
 
     def thresholds(self) -> torch.Tensor:
-        return self.tau * ((self.beta + 1) / 2) ** 2
+        # one formula for training and deployment: the runtime's GLPC uses the same function
+        return torch.from_numpy(confidence_thresholds(self.beta.numpy(), self.tau))
 
 
 def pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
