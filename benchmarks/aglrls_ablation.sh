@@ -3,7 +3,8 @@
 # the same budget, each evaluated on FERPlus test and CK+48 with every decision rule (GLPC,
 # averaging of the 7 heads, single heads). No checkpoint selection: every report uses last.pt.
 #   bash benchmarks/aglrls_ablation.sh [runs/aglrls] [extra key=value overrides...]
-#   env: STAGE1_EPOCHS (3), STAGE2_EPOCHS (10), VARIANTS ("full source_only global_local global")
+#   env: STAGE1_EPOCHS (3), STAGE2_EPOCHS (10), VARIANTS ("full source_only global_local global"),
+#        STAGE1_DIR (reuse the finished stage 1 in this folder instead of training one)
 # Then: python benchmarks/aglrls_table.py runs/aglrls  (writes benchmarks/results/aglrls/)
 set -euo pipefail
 OUT=${1:-runs/aglrls}
@@ -14,13 +15,17 @@ STAGE2_EPOCHS=${STAGE2_EPOCHS:-10}
 VARIANTS=${VARIANTS:-"full source_only global_local global"}
 export FER_EDGE_PROGRESS=${FER_EDGE_PROGRESS:-0}
 
-fer-edge train aglrls --config $CFG out_dir=$OUT/stage1 optim.epochs=$STAGE1_EPOCHS aglrls.source_epochs=$STAGE1_EPOCHS "$@" --no-report
-fer-edge eval $OUT/stage1/last.pt --out $OUT/stage1
+STAGE1_DIR=${STAGE1_DIR:-}
+if [ -z "$STAGE1_DIR" ]; then
+  STAGE1_DIR=$OUT/stage1
+  fer-edge train aglrls --config $CFG out_dir=$STAGE1_DIR optim.epochs=$STAGE1_EPOCHS aglrls.source_epochs=$STAGE1_EPOCHS "$@" --no-report
+  fer-edge eval $STAGE1_DIR/last.pt --out $STAGE1_DIR
+fi
 
 variant() {  # name, overrides...
   local name=$1
   shift
-  fer-edge train aglrls --config $CFG out_dir=$OUT/$name aglrls.init_from=$OUT/stage1/last.pt \
+  fer-edge train aglrls --config $CFG out_dir=$OUT/$name aglrls.init_from=$STAGE1_DIR/last.pt \
     optim.epochs=$STAGE2_EPOCHS "$@"
 }
 for v in $VARIANTS; do
