@@ -2,7 +2,7 @@
 
 `open_dataset("ferplus", "test")` and friends give a FaceDataset; see `DATASETS` for the names
 the CLI accepts ("ferplus", "ckplus", or "fer2013:<csv>", "rafdb:<root>", "affectnet:<root>",
-"folder:<root>").
+"folder:<root>", "unlabelled:<root>").
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ DATASETS = {
     "rafdb": ("train", "test"),
     "affectnet": ("train", "valid"),
     "folder": ("all",),
+    "unlabelled": ("all",),  # face crops without labels: an adaptation target, never an eval set
 }
 
 
@@ -50,6 +51,10 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
         from fer_edge.data.affectnet import AffectNet
 
         return AffectNet(arg, split=split, **kwargs)
+    if kind == "unlabelled":
+        from fer_edge.data.folder import UnlabelledFolder
+
+        return UnlabelledFolder(arg, **kwargs)
     from fer_edge.data.folder import ImageFolder
 
     return ImageFolder(arg, **kwargs)

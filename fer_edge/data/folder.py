@@ -1,11 +1,12 @@
-"""Class-per-folder trees (`<root>/<class name>/<image>`), e.g. ckplus48/CK+48."""
+"""Class-per-folder trees (`<root>/<class name>/<image>`), e.g. ckplus48/CK+48, and folders of
+unlabelled face crops (a camera's faces to adapt to)."""
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
 from fer_edge.data.base import FaceDataset, Sample, restrict_to_view
-from fer_edge.data.labels import CLASSES, canonical
+from fer_edge.data.labels import CLASSES, canonical, view
 from fer_edge.data.paths import data_root
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
@@ -35,6 +36,22 @@ class ImageFolder(FaceDataset):
                     samples.append(Sample(name=str(img.relative_to(root)), label=label, path=img))
         samples, classes = restrict_to_view(samples, num_classes, dropped)
         super().__init__(samples, classes, color, name=name or root.name, dropped=dropped)
+        self.root = root
+
+
+class UnlabelledFolder(FaceDataset):
+    """Every image below `root`, in any sub-folder, without labels (label -1): face crops of the
+    domain to adapt to (AGLRLS `aglrls.target=unlabelled:<root>`). Nothing to evaluate on."""
+
+    def __init__(self, root: str | Path, num_classes: int = 8, color: str = "gray", name: str | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a folder of face images")
+        samples = [Sample(name=str(img.relative_to(root)), label=-1, path=img)
+                   for img in sorted(root.rglob("*")) if img.is_file() and img.suffix.lower() in IMAGE_SUFFIXES]
+        if not samples:
+            raise ValueError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        super().__init__(samples, view(num_classes), color, name=name or root.name)
         self.root = root
 
 

@@ -51,6 +51,10 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        for key, specs in (("eval_sets", cfg.eval_sets), ("select_on", [cfg.select_on]), ("data.dataset", [cfg.data.dataset])):
+            if any(str(s).startswith("unlabelled:") for s in specs):  # fail before training, not at the report
+                raise ValueError(f"{key}: unlabelled faces have no labels to train, select or evaluate on "
+                                 "(they can be an adaptation target, e.g. aglrls.target=unlabelled:<folder>)")
         self.method = get_method(cfg.method, cfg)
         build_data = getattr(self.method, "build_data", None)
         self.train_data, self.val_data, self.classes = build_data(self) if build_data else self._default_data()
@@ -199,8 +203,10 @@ class Trainer:
         return torch.cat(out).numpy()
 
     def evaluate(self, data: TorchFaces, restrict_to_present: bool = False) -> dict:
-        outputs = self.predict(data)
         labels = data.labels
+        if (np.asarray(labels) < 0).any():
+            raise ValueError("cannot evaluate on unlabelled faces (label -1)")
+        outputs = self.predict(data)
         result = summarize(confusion_matrix(labels, self.method.decide(outputs), len(self.classes)), self.classes)
         if restrict_to_present:
             # accuracy over the classes the eval set has (CK+ has no neutral): others masked out

@@ -2,6 +2,7 @@
 both stages, resume equivalence, the ablation switches, and the export round trip with GLPC."""
 import glob
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,24 @@ def test_bad_settings_are_clear_errors(tmp_path, landmarks_dir):
         Trainer(tiny_config(tmp_path, landmarks_dir, "model.backbone=resnet18"))
     with pytest.raises(ValueError, match="source_epochs"):
         Trainer(tiny_config(tmp_path, landmarks_dir, "aglrls.source_epochs=9"))
+
+
+def test_adapts_to_a_folder_of_unlabelled_faces(tmp_path, landmarks_dir, data_root, monkeypatch_module):
+    cam = tmp_path / "camera_faces" / "day1"  # a camera's face crops: no class folders, no labels
+    cam.mkdir(parents=True)
+    for f in sorted((data_root / "ckplus48" / "CK+48").glob("*/*.png"))[::70]:
+        shutil.copy(f, cam / f.name)
+    target = f"aglrls.target=unlabelled:{cam.parent}"
+    trainer = Trainer(tiny_config(tmp_path / "run", landmarks_dir, target, "optim.epochs=2", "eval_sets=ferplus:test"))
+    assert len(trainer.method.target) == 15 and (trainer.method.target.labels == -1).all()
+    trainer.fit()
+    h = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert h["stage"] == 2 and h["cdan_loss"] > 0 and 0 <= h["pseudo_label_rate"] <= 1 and 0 <= h["beta_mean"] <= 1
+    with pytest.raises(ValueError, match="no labels to train, select or evaluate on"):
+        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, target, f"eval_sets=ferplus:test,unlabelled:{cam}"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, f"aglrls.target=unlabelled:{tmp_path / 'empty'}"))
 
 
 @pytest.fixture(scope="module")
