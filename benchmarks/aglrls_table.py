@@ -44,6 +44,13 @@ def gain_over_source_only(runs: Path) -> float | None:
     return rule(full["sets"][CK], "glpc") - so_best
 
 
+def copy_run(src: Path, dst: Path) -> None:
+    dst.mkdir(exist_ok=True)
+    for name in ("config.json", "metrics.jsonl", "final.json", "confusion_ckplus.png", "confusion_ferplus_test.png"):
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
+
+
 def row(what: str, final: dict) -> str:
     ck, fp = final["sets"][CK], final["sets"][FP]
     return (f"| {what} | {pct(rule(ck, 'glpc'))} | {pct(rule(ck, 'average_7'))} | {pct(rule(ck, 'concat'))} | "
@@ -72,11 +79,7 @@ def main() -> int:
             continue
         results[folder] = {"description": what, "final": final}
         rows.append(row(what, final))
-        dst = args.out / folder
-        dst.mkdir(exist_ok=True)
-        for name in ("config.json", "metrics.jsonl", "final.json", "confusion_ckplus.png", "confusion_ferplus_test.png"):
-            if (src / name).is_file():
-                shutil.copy(src / name, dst / name)
+        copy_run(src, args.out / folder)
     notes = []
     if "full" in results and "source_only" in results:
         gains = {results["full"]["final"]["seed"]: gain_over_source_only(args.runs)}
@@ -86,6 +89,8 @@ def main() -> int:
                 gains[seed] = g
                 rows += [row(f"seed {seed}: {name}", load(rep / name)) for name in ("source_only", "full")]
                 results[f"seed{seed}"] = {n: load(rep / n) for n in ("source_only", "full")}
+                for n in ("source_only", "full"):
+                    copy_run(rep / n, args.out / f"seed{seed}_{n}")
         full = results["full"]["final"]["sets"][CK]
         glpc_vs_avg = rule(full, "glpc") - rule(full, "average_7")
         per_seed = ", ".join(f"seed {k}: {100 * v:+.2f}" for k, v in gains.items())
