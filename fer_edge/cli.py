@@ -110,7 +110,13 @@ def add_export_parser(sub) -> None:
     ex.set_defaults(func=_export)
 
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+def _data_crop(args) -> int:
+    from fer_edge.faces import FaceDetector
+    from fer_edge.faces.crops import crop_faces
+
+    stats = crop_faces(args.source, args.out, args.size, args.every, args.min_score, FaceDetector(args.yunet))
+    print(f"{stats['faces']} faces from {stats['frames']} frames -> {stats['out']}")
+    return 0
 
 
 def _predict(args) -> int:
@@ -119,6 +125,7 @@ def _predict(args) -> int:
     import cv2
 
     from fer_edge.data.folder import IMAGE_SUFFIXES
+    from fer_edge.faces.crops import VIDEO_SUFFIXES
     from fer_edge.runtime import Recognizer, draw
 
     rec = Recognizer(args.model, detector=args.yunet, threads=args.threads)
@@ -186,6 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     lm.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
     lm.add_argument("--min-side", type=int, default=160, help="upscale smaller images to this side before detection")
     lm.set_defaults(func=_data_landmarks)
+    cr = data.add_parser("crop", help="aligned face crops from a camera's video, image or image folder "
+                                      "(an unlabelled AGLRLS target: aglrls.target=unlabelled:<out>)")
+    cr.add_argument("source", help="video (.mp4, .avi, ...), image, or folder of images")
+    cr.add_argument("--out", required=True, help="folder for the crops (<frame>_<k>.png)")
+    cr.add_argument("--size", type=int, default=96, help="crop side in pixels (fer2013 framing)")
+    cr.add_argument("--every", type=int, default=1, help="video: keep every N-th frame")
+    cr.add_argument("--min-score", type=float, default=0.8, help="YuNet score a face needs")
+    cr.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
+    cr.set_defaults(func=_data_crop)
 
     tr = sub.add_parser("train", help="train a model with one of the methods")
     tr.add_argument("method", help="baseline | aglrls")

@@ -142,3 +142,35 @@ def test_fetch_checks_the_sha256_and_never_leaves_a_bad_file(tmp_path, yunet_pat
     with pytest.raises(ValueError, match="expected 8f2383e4"):
         fetch_yunet(tmp_path / "cache2" / "yunet.onnx", url=bad.as_uri())
     assert not (tmp_path / "cache2" / "yunet.onnx").exists() and not (tmp_path / "cache2" / "yunet.onnx.part").exists()
+
+
+def test_crops_from_a_camera_video_and_folder_become_an_unlabelled_target(detector, data_root, tmp_path, capsys):
+    from fer_edge.cli import main
+    from fer_edge.data import open_dataset
+    from fer_edge.faces.crops import crop_faces
+
+    group = cv2.imread(str(data_root / "faces" / "multiface.jpg"))
+    video = tmp_path / "camera.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, group.shape[1::-1])
+    for _ in range(3):
+        w.write(group)
+    w.release()
+    stats = crop_faces(video, tmp_path / "crops", size=96, every=2, detector=detector)
+    assert stats == {"frames": 2, "faces": 12, "out": str(tmp_path / "crops")}  # frames 0 and 2, 6 faces each
+    crop = cv2.imread(str(sorted((tmp_path / "crops").glob("*.png"))[0]))
+    assert crop.shape == (96, 96, 3)
+    found = detector.detect(crop)  # the crop is framed like FERPlus: its eyes sit on the fer2013 template
+    assert len(found) == 1 and np.abs(found[0].landmarks[:2] - template(96, "fer2013")[:2]).max() < 6
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    cv2.imwrite(str(shots / "a.jpg"), group)
+    (shots / "broken.jpg").write_bytes(b"not a jpeg")  # skipped, not fatal
+    assert main(["data", "crop", str(shots), "--out", str(tmp_path / "crops"), "--yunet", str(detector.model_path)]) == 0
+    assert "6 faces from 1 frames" in capsys.readouterr().out
+    assert len(open_dataset(f"unlabelled:{tmp_path / 'crops'}")) == 18
+    with pytest.raises(FileNotFoundError):
+        crop_faces(tmp_path / "missing", tmp_path / "x", detector=detector)
+    with pytest.raises(ValueError, match="every"):
+        crop_faces(video, tmp_path / "x", every=0, detector=detector)
+    with pytest.raises(ValueError, match="no readable images"):
+        crop_faces(shots / "broken.jpg", tmp_path / "x", detector=detector)
