@@ -68,7 +68,8 @@ def card_text(final: dict, report: dict, chosen: dict, check: dict) -> str:
         "inputs: the aligned face and its 5 landmarks; the runtime applies GLPC with the learning status (beta) "
         "stored in the metadata.",
         "- **Data**: FERPlus train (labelled source) and CK+48 without labels (target, all 981 faces incl. contempt); "
-        "no pretrained weights.",
+        "no pretrained weights. The model is adapted to CK+'s posed, frontal lab faces: for another camera, adapt to "
+        "its own unlabelled faces (README, AGLRLS).",
         "- **Training**: stage 1 = 12 FERPlus epochs, stage 2 = 30 transfer epochs (16 source + 16 target faces "
         f"per step), seed {final['seed']}, about 70 min on a 2-core x86 CPU.",
         "- **Selection**: none; the last epoch ships. CK+ labels were read only to write this card (transductive "
