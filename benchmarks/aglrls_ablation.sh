@@ -3,15 +3,15 @@
 # the same budget, each evaluated on FERPlus test and CK+48 with every decision rule (GLPC,
 # averaging of the 7 heads, single heads). No checkpoint selection: every report uses last.pt.
 #   bash benchmarks/aglrls_ablation.sh [runs/aglrls] [extra key=value overrides...]
-#   env: STAGE1_EPOCHS (3), STAGE2_EPOCHS (10), VARIANTS ("full source_only global_local global"),
+#   env: STAGE1_EPOCHS (12), STAGE2_EPOCHS (30: the authors' transfer epochs), VARIANTS ("full source_only global_local global"),
 #        STAGE1_DIR (reuse the finished stage 1 in this folder instead of training one)
 # Then: python benchmarks/aglrls_table.py runs/aglrls  (writes benchmarks/results/aglrls/)
 set -euo pipefail
 OUT=${1:-runs/aglrls}
 shift || true
 CFG=configs/aglrls_ferplus_ckplus.yaml
-STAGE1_EPOCHS=${STAGE1_EPOCHS:-3}
-STAGE2_EPOCHS=${STAGE2_EPOCHS:-10}
+STAGE1_EPOCHS=${STAGE1_EPOCHS:-12}
+STAGE2_EPOCHS=${STAGE2_EPOCHS:-30}
 VARIANTS=${VARIANTS:-"full source_only global_local global"}
 export FER_EDGE_PROGRESS=${FER_EDGE_PROGRESS:-0}
 
