@@ -51,7 +51,7 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        for key, specs in (("eval_sets", cfg.eval_sets), ("select_on", [cfg.select_on]), ("data.dataset", [cfg.data.dataset])):
+        for key, specs in (("eval_sets", cfg.eval_sets), ("data.dataset", [cfg.data.dataset])):
             if any(str(s).startswith("unlabelled:") for s in specs):  # fail before training, not at the report
                 raise ValueError(f"{key}: unlabelled faces have no labels to train, select or evaluate on "
                                  "(they can be an adaptation target, e.g. aglrls.target=unlabelled:<folder>)")
