@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default=platform.node() or "machine")
     args = p.parse_args(argv)
 
-    from fer_edge.data.paths import data_root
+    from fer_edge.paths import data_root
     from fer_edge.faces import FaceDetector, align
     from fer_edge.faces.align import template
     from fer_edge.runtime import Recognizer

@@ -41,10 +41,9 @@ def _train(args) -> int:
     from fer_edge.train import Trainer, load_config
 
     overrides = list(args.overrides)
-    if args.source:
-        overrides.insert(0, f"data.dataset={args.source}")
-    if args.target:
-        overrides.insert(0, f"aglrls.target={args.target}")
+    for flag, key in (("source", "data.dataset"), ("target", "data.target"), ("unlabelled", "data.unlabelled")):
+        if getattr(args, flag):
+            overrides.insert(0, f"{key}={getattr(args, flag)}")
     cfg = load_config(args.config, overrides, method=args.method)
     trainer = Trainer(cfg)
     summary = trainer.fit()
@@ -124,7 +123,7 @@ def _predict(args) -> int:
 
     import cv2
 
-    from fer_edge.data.folder import IMAGE_SUFFIXES
+    from fer_edge.paths import IMAGE_SUFFIXES
     from fer_edge.faces.crops import VIDEO_SUFFIXES
     from fer_edge.runtime import Recognizer, draw
 
@@ -174,6 +173,19 @@ def _predict(args) -> int:
     return 0
 
 
+def _methods_epilog(argv) -> str | None:
+    """The registered methods with their one-line descriptions, for `fer-edge train --help` only
+    (listing them imports the training side, i.e. torch, which no other command needs)."""
+    words = sys.argv[1:] if argv is None else argv
+    if "train" not in words:
+        return None
+    try:
+        from fer_edge.train.methods import describe
+    except ImportError as exc:  # the runtime-only install
+        return f"methods: unavailable ({exc}); install fer_edge[train]"
+    return "methods:\n" + "\n".join(f"  {name:12s} {text}" for name, text in describe().items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     lm.add_argument("--min-side", type=int, default=160, help="upscale smaller images to this side before detection")
     lm.set_defaults(func=_data_landmarks)
     cr = data.add_parser("crop", help="aligned face crops from a camera's video, image or image folder "
-                                      "(an unlabelled AGLRLS target: aglrls.target=unlabelled:<out>)")
+                                      "(an unlabelled target: data.target=unlabelled:<out>)")
     cr.add_argument("source", help="video (.mp4, .avi, ...), image, or folder of images")
     cr.add_argument("--out", required=True, help="folder for the crops (<frame>_<k>.png)")
     cr.add_argument("--size", type=int, default=96, help="crop side in pixels (fer2013 framing)")
@@ -203,11 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
     cr.set_defaults(func=_data_crop)
 
-    tr = sub.add_parser("train", help="train a model with one of the methods")
-    tr.add_argument("method", help="baseline | aglrls")
+    tr = sub.add_parser("train", help="train a model with one of the methods", epilog=_methods_epilog(argv),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("method", help="a registered training method (listed below)")
     tr.add_argument("--config", help="YAML config (see configs/)")
-    tr.add_argument("--source", help="training (labelled source) dataset, e.g. ferplus (= data.dataset)")
-    tr.add_argument("--target", help="domain adaptation: unlabelled target dataset, e.g. ckplus (= aglrls.target)")
+    tr.add_argument("--source", help="labelled training dataset, e.g. ferplus (= data.dataset)")
+    tr.add_argument("--target", help="unlabelled target domain to adapt to, e.g. ckplus or unlabelled:<folder> (= data.target)")
+    tr.add_argument("--unlabelled", help="unlabelled pool, e.g. unlabelled:<folder> (= data.unlabelled)")
     tr.add_argument("--no-report", action="store_true", help="skip the final evaluation on the eval sets")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.05 data.image_size=64")
     tr.set_defaults(func=_train)

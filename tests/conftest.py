@@ -48,7 +48,7 @@ def device(request):
 def data_root():
     """../shared/data (or $FER_EDGE_DATA). Missing data skips locally; CI sets
     FER_EDGE_REQUIRE_DATA=1 so that a missing folder fails instead of skipping."""
-    from fer_edge.data.paths import data_root as find
+    from fer_edge.paths import data_root as find
 
     root = find(required=False)
     if root is None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from fer_edge.data.base import FaceDataset, Sample, restrict_to_view
 from fer_edge.data.labels import CLASSES
-from fer_edge.data.paths import data_root
+from fer_edge.paths import data_root
 
 SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}

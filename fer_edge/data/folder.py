@@ -7,9 +7,7 @@ from pathlib import Path
 
 from fer_edge.data.base import FaceDataset, Sample, restrict_to_view
 from fer_edge.data.labels import CLASSES, canonical, view
-from fer_edge.data.paths import data_root
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
+from fer_edge.paths import IMAGE_SUFFIXES, data_root
 
 
 class ImageFolder(FaceDataset):
@@ -41,7 +39,7 @@ class ImageFolder(FaceDataset):
 
 class UnlabelledFolder(FaceDataset):
     """Every image below `root`, in any sub-folder, without labels (label -1): face crops of the
-    domain to adapt to (AGLRLS `aglrls.target=unlabelled:<root>`). Nothing to evaluate on."""
+    domain to adapt to (`data.target=unlabelled:<root>`). Nothing to evaluate on."""
 
     def __init__(self, root: str | Path, num_classes: int = 8, color: str = "gray", name: str | None = None):
         root = Path(root)

@@ -172,3 +172,12 @@ def ensure(dataset, path: str | Path, detector=None, progress: bool = False) -> 
     attach(dataset, cache)
     fell_back = sum(1 for s in dataset.samples if not s.extras.get("landmarks_detected", False))
     return {"cached": len(dataset.samples) - len(missing), "detected_now": len(missing), "fell_back": fell_back}
+
+
+def cache_file(spec: str, folder: str | Path | None = None) -> Path:
+    """The landmark cache of a dataset spec in a run's cache folder ('ferplus:train' ->
+    <folder>/ferplus_train.npz; default folder <cache dir>/landmarks)."""
+    from fer_edge.paths import cache_dir
+
+    folder = Path(folder) if folder else cache_dir() / "landmarks"
+    return folder / (spec.replace(":", "_").replace("/", "_").replace("@", "_").strip("_") + ".npz")

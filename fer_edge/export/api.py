@@ -27,7 +27,9 @@ def _versions() -> dict:
 
 
 def load_for_export(checkpoint_path: str | Path):
-    """(model in eval mode, method, config, checkpoint state) from a fer_edge checkpoint."""
+    """(model in eval mode, method, config, checkpoint state) from a fer_edge checkpoint. The
+    model is the method's evaluated module with the weights evaluation uses (EMA when the method
+    evaluates with its teacher)."""
     from fer_edge.train import checkpoint
     from fer_edge.train.config import config_from_dict
     from fer_edge.train.methods import get_method
@@ -36,10 +38,28 @@ def load_for_export(checkpoint_path: str | Path):
     cfg = config_from_dict(state["config"])
     method = get_method(cfg.method, cfg)
     model = method.build_model(len(state["classes"]), 1 if cfg.data.color == "gray" else 3)
-    model.load_state_dict(state["model"])
-    if hasattr(method, "load_state_dict"):  # e.g. AGLRLS's learning status for GLPC
-        method.load_state_dict(state.get("method_state", {}))
-    return model.eval(), method, cfg, state
+    use_ema = method.evaluate_with_ema and state.get("ema") is not None
+    model.load_state_dict(state["ema"] if use_ema else state["model"])
+    method.load_state_dict(state.get("method_state", {}))  # e.g. AGLRLS's learning status for GLPC
+    return method.export_module(model).eval(), method, cfg, state
+
+
+def model_metadata(method, cfg, state) -> dict:
+    """The metadata a model of this checkpoint carries, from what its method declares: inputs,
+    heads and decision rule (fer_edge/metadata.py). Export and the .pt backend both use it."""
+    from fer_edge import metadata as md
+
+    size, color = cfg.data.image_size, cfg.data.color
+    channels = 1 if color == "gray" else 3
+    spec = method.inference()
+    return {
+        "schema": md.SCHEMA, "classes": list(state["classes"]), "input": [channels, size, size], "color": color,
+        "mean": list(state["mean"]), "std": list(state["std"]), "method": cfg.method,
+        "inputs": [{"name": "pixels", "shape": ["N", channels, size, size]}]
+                  + [{"name": i.name, "shape": ["N", *i.shape]} for i in spec.inputs],
+        "heads": list(spec.heads), "decision": method.decision().to_dict(), "extras": method.export_extras(),
+        "input_range": "raw pixels 0-255, normalised inside the graph", "align_template": align_template(cfg),
+    }
 
 
 def align_template(cfg) -> str:
@@ -49,11 +69,18 @@ def align_template(cfg) -> str:
     return "fer2013" if d in ("ferplus", "fer2013") or d.startswith("fer2013:") else "arcface"
 
 
-def pixels(dataset, size: int, indices=None, landmarks: bool = False):
-    """Raw 0-255 pixels [N, C, size, size] float32 and labels, as the runtime would feed them;
-    with `landmarks`, also the items' landmarks [N, 5, 2] scaled to the resized input."""
+# the extra graph inputs export knows how to feed from a dataset's items
+DATASET_FIELDS = ("landmarks",)
+
+
+def pixels(dataset, size: int, indices=None, extra: tuple[str, ...] = ()) -> tuple[dict, np.ndarray]:
+    """({"pixels": raw 0-255 pixels [N, C, size, size] float32, plus each `extra` input}, labels),
+    as the runtime would feed them; landmarks are scaled to the resized input."""
     import cv2
 
+    unknown = [e for e in extra if e not in DATASET_FIELDS]
+    if unknown:
+        raise ValueError(f"export cannot feed the graph inputs {unknown} from a dataset (it knows {DATASET_FIELDS})")
     idx = range(len(dataset)) if indices is None else indices
     imgs, labels, lms = [], [], []
     for i in idx:
@@ -64,22 +91,22 @@ def pixels(dataset, size: int, indices=None, landmarks: bool = False):
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
         imgs.append(img[None] if img.ndim == 2 else img.transpose(2, 0, 1))
         labels.append(it["label"])
-        if landmarks:
+        if "landmarks" in extra:
             if it.get("landmarks") is None:
                 raise ValueError(f"{dataset.name}: sample {it['name']} has no landmarks (attach a landmark cache)")
             lms.append(np.asarray(it["landmarks"], np.float32) * np.array([size / w, size / h], np.float32))
-    x, y = np.stack(imgs).astype(np.float32), np.array(labels)
-    return (x, y, np.stack(lms).astype(np.float32)) if landmarks else (x, y)
+    inputs = {"pixels": np.stack(imgs).astype(np.float32)}
+    if "landmarks" in extra:
+        inputs["landmarks"] = np.stack(lms).astype(np.float32)
+    return inputs, np.array(labels)
 
 
-def _with_landmarks(dataset, spec: str, method, needed: bool):
+def _attach_fields(dataset, spec: str, cfg, extra) -> None:
     """Attaches (detecting once, if the cache lacks them) the landmarks a landmark model needs."""
-    if not needed:
-        return dataset
-    from fer_edge.data import landmarks
+    if "landmarks" in extra:
+        from fer_edge.data import landmarks
 
-    landmarks.ensure(dataset, method.landmark_file(spec))
-    return dataset
+        landmarks.ensure(dataset, landmarks.cache_file(spec, cfg.data.landmarks_dir or None))
 
 
 def parse_targets(targets) -> list[tuple[str, str]]:
@@ -101,6 +128,7 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     <name><suffix>, the deployment names (aglrls.xml, aglrls.engine)."""
     import torch
 
+    from fer_edge import decisions
     from fer_edge import metadata as md
     from fer_edge.export.graph import InferenceGraph
     from fer_edge.export.onnx_export import to_onnx_model, write_onnx
@@ -108,58 +136,52 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     from fer_edge.export.quantize import qdq_onnx
     from fer_edge.export.tensorrt_export import TensorRTUnavailable, build_engine
     from fer_edge.export.verify import compare
-    from fer_edge.train.trainer import open_split
+    from fer_edge.train.data_roles import open_split, split_spec
 
     targets = parse_targets(targets)
     if plain_names and len({f for f, _ in targets}) != len(targets):
         raise ValueError("plain_names: give one precision per format (the file names would collide)")
     checkpoint_path = Path(checkpoint_path)
-    decide = None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, method, cfg, state = load_for_export(checkpoint_path)
     name = name or checkpoint_path.parent.name or "model"
-    size, color = cfg.data.image_size, cfg.data.color
-    channels = 1 if color == "gray" else 3
     graph = InferenceGraph(model, state["mean"], state["std"], method.predict).eval()
-    needs_lm = bool(getattr(method, "needs_landmarks", False))
-    decide = method.decide  # the method's own decision rule (AGLRLS: GLPC over the 7 heads)
-    base_meta = {
-        "schema": md.SCHEMA, "classes": list(state["classes"]), "input": [channels, size, size], "color": color,
-        "mean": list(state["mean"]), "std": list(state["std"]), "method": cfg.method,
-        "needs_landmarks": needs_lm,
-        "extras": getattr(method, "export_extras", lambda m: {})(model),
-        "source_checkpoint_sha256": md.sha256_bytes(checkpoint_path.read_bytes()),
-        "exporters": _versions(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "input_range": "raw pixels 0-255, normalised inside the graph",
-        "align_template": align_template(cfg),
-    }
+    base_meta = dict(model_metadata(method, cfg, state),
+                     source_checkpoint_sha256=md.sha256_bytes(checkpoint_path.read_bytes()), exporters=_versions(),
+                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    extra = tuple(i["name"] for i in base_meta["inputs"][1:])
+    rule = method.decision()
+
+    def decide(outputs):  # the rule the metadata carries, through the same function as the runtime
+        return decisions.decide(outputs, rule.rule, rule.params)[0]
+
     # validation images (never test) and calibration images from the training split
     d = cfg.data.dataset
-    val_spec = f"{d}:{cfg.select_on}" if d == "ferplus" else f"{d}@{cfg.select_on}"
-    val_set = _with_landmarks(open_split(val_spec, len(state["classes"]), color), val_spec, method, needs_lm)
+    val_spec = split_spec(d, cfg.select_on)
+    val_set = open_split(val_spec, len(state["classes"]), cfg.data.color)
+    _attach_fields(val_set, val_spec, cfg, extra)
     val_idx = range(min(val_limit, len(val_set))) if val_limit else None
-    val_x, val_y, *val_lm = pixels(val_set, size, val_idx, landmarks=needs_lm)
+    val_inputs, val_y = pixels(val_set, cfg.data.image_size, val_idx, extra)
     with torch.no_grad():
-        torch_logits = np.concatenate([graph(torch.from_numpy(val_x[i:i + 256]), *[torch.from_numpy(a[i:i + 256]) for a in val_lm]).numpy()
-                                       for i in range(0, len(val_x), 256)])
+        n = len(val_y)
+        torch_logits = np.concatenate([graph(*[torch.from_numpy(val_inputs[k][i:i + 256]) for k in ("pixels", *extra)]).numpy()
+                                       for i in range(0, n, 256)])
     calib = None
     if any(p == "int8" for _, p in targets):
-        train_spec = f"{d}:train" if d == "ferplus" else f"{d}@train"
-        train_set = open_split(train_spec, len(state["classes"]), color)
+        train_spec = split_spec(d, "train")
+        train_set = open_split(train_spec, len(state["classes"]), cfg.data.color)
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(train_set), min(calibration_size, len(train_set)), replace=False))
-        if needs_lm:
-            train_set = _with_landmarks(train_set.subset(pick), train_spec, method, True)
-            pick = None
-        calib_x, _, *calib_lm = pixels(train_set, size, pick, landmarks=needs_lm)
-        calib = [calib_x, *calib_lm]
+        train_set = train_set.subset(pick)
+        _attach_fields(train_set, train_spec, cfg, extra)
+        calib, _ = pixels(train_set, cfg.data.image_size, None, extra)
 
-    fp32 = to_onnx_model(graph, (channels, size, size), landmarks=needs_lm)
+    fp32 = to_onnx_model(graph, base_meta["inputs"])
     qdq = None
     report = {"checkpoint": str(checkpoint_path), "validation_set": f"{cfg.data.dataset}:{cfg.select_on}",
-              "torch_accuracy": float((decide(torch_logits) == val_y).mean()), "calibration_images": 0 if calib is None else len(calib[0]),
-              "artifacts": []}
+              "decision": rule.rule, "torch_accuracy": float((decide(torch_logits) == val_y).mean()),
+              "calibration_images": 0 if calib is None else len(calib["pixels"]), "artifacts": []}
     for fmt_name, precision in targets:
         fmt = get_format(fmt_name, precision)
         path = out_dir / (f"{name}{fmt.suffix}" if plain_names else f"{name}.{precision}{fmt.suffix}")
@@ -180,7 +202,7 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
                 src = qdq if precision == "int8" else fp32
                 build_engine(src.SerializeToString(), meta, path, precision, batch_sizes, workspace_mb,
                              out_dir / "timing.cache", dla_core)
-            row.update(compare(path, precision, torch_logits, val_y, [val_x, *val_lm], threads=threads, decide=decide))
+            row.update(compare(path, precision, torch_logits, val_y, val_inputs, threads=threads, decide=decide))
             row["accuracy_change_vs_torch"] = row["accuracy"] - report["torch_accuracy"]
         except TensorRTUnavailable as exc:
             row["skipped"] = str(exc)

@@ -2,7 +2,7 @@
 
 The metadata records the file's own sha256: it is computed with a zero placeholder in place of
 the digest and the digest then written over the placeholder (same length), so a loader can
-re-derive it from the bytes alone (see runtime/backends/base.py: payload_digest).
+re-derive it from the bytes alone (fer_edge/metadata.py: seal, payload_digest).
 """
 from __future__ import annotations
 
@@ -15,15 +15,6 @@ import torch
 from fer_edge import metadata as md
 
 OPSET = 18
-PLACEHOLDER = "0" * 64
-
-
-def seal(data: bytes, meta_placeholder_json: str) -> tuple[bytes, str]:
-    """bytes written with the placeholder digest -> (bytes with the real digest, digest)."""
-    if data.count(PLACEHOLDER.encode()) != 1:
-        raise RuntimeError("the digest placeholder must occur exactly once in the serialized model")
-    digest = md.sha256_bytes(data)
-    return data.replace(PLACEHOLDER.encode(), digest.encode()), digest
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -32,20 +23,21 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def to_onnx_model(graph: torch.nn.Module, input_shape, simplify: bool = True, landmarks: bool = False):
-    """Exports the graph and returns the (simplified) onnx.ModelProto. Inputs: "pixels"
-    [N, C, H, W] and, for landmark models, "landmarks" [N, 5, 2]; output "logits"."""
+def to_onnx_model(graph: torch.nn.Module, inputs: list[dict], simplify: bool = True):
+    """Exports the graph and returns the (simplified) onnx.ModelProto. `inputs`: the metadata's
+    inputs ({"name", "shape": ["N", ...]}), pixels first; output "logits"."""
     import onnx
 
-    c, h, w = input_shape
+    c, h, w = inputs[0]["shape"][1:]
     example = (torch.zeros(2, c, h, w),)
-    names = ["pixels"]
+    names = [i["name"] for i in inputs]
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = ({0: batch},)
-    if landmarks:
-        example += (torch.full((2, 5, 2), w / 2.0),)
-        names.append("landmarks")
-        dynamic += (({0: batch},),)  # the graph takes extra inputs as *args: one nested tuple
+    for spec in inputs[1:]:
+        # an example inside the input (landmarks must land inside the image): the middle of it
+        example += (torch.full((2, *spec["shape"][1:]), w / 2.0),)
+    if len(inputs) > 1:
+        dynamic += (tuple({0: batch} for _ in inputs[1:]),)  # the graph takes extra inputs as *args: one nested tuple
     graph = graph.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -70,10 +62,10 @@ def write_onnx(model, meta: dict, path: Path) -> dict:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     model = copy
-    meta = dict(meta, payload_sha256=PLACEHOLDER)
+    meta = dict(meta, payload_sha256=md.PLACEHOLDER)
     del model.metadata_props[:]
     entry = model.metadata_props.add()
-    entry.key, entry.value = "fer_edge", md.dumps(meta)
-    data, digest = seal(model.SerializeToString(), entry.value)
+    entry.key, entry.value = md.ONNX_KEY, md.dumps(meta)
+    data, digest = md.seal(model.SerializeToString())
     atomic_write(path, data)
     return dict(meta, payload_sha256=digest)

@@ -13,9 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge import metadata as md
-from fer_edge.export.onnx_export import PLACEHOLDER
-
-RT_PATH = ["fer_edge", "metadata"]
 
 
 def write_openvino(onnx_model, meta: dict, path: Path, precision: str, calibration: np.ndarray | None = None) -> dict:
@@ -29,15 +26,15 @@ def write_openvino(onnx_model, meta: dict, path: Path, precision: str, calibrati
             from fer_edge.export.quantize import nncf_openvino
 
             model = nncf_openvino(model, calibration)
-        meta = dict(meta, payload_sha256=PLACEHOLDER)
-        model.set_rt_info(md.dumps(meta), RT_PATH)
+        meta = dict(meta, payload_sha256=md.PLACEHOLDER)
+        model.set_rt_info(md.dumps(meta), md.OPENVINO_RT_PATH)
         xml, binf = Path(tmp) / path.name, Path(tmp) / path.with_suffix(".bin").name
         ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
         xml_bytes, bin_bytes = xml.read_bytes(), binf.read_bytes()
-        if xml_bytes.count(PLACEHOLDER.encode()) != 1:
+        if xml_bytes.count(md.PLACEHOLDER.encode()) != 1:
             raise RuntimeError("digest placeholder not found exactly once in the IR")
         digest = md.sha256_bytes(xml_bytes + bin_bytes)
-        xml.write_bytes(xml_bytes.replace(PLACEHOLDER.encode(), digest.encode()))
+        xml.write_bytes(xml_bytes.replace(md.PLACEHOLDER.encode(), digest.encode()))
         os.replace(binf, path.with_suffix(".bin"))
         os.replace(xml, path)
     return dict(meta, payload_sha256=digest)

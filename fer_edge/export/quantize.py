@@ -7,23 +7,20 @@ from pathlib import Path
 import numpy as np
 
 
-INPUT_NAMES = ("pixels", "landmarks")
-
-
-def as_inputs(calibration) -> list[np.ndarray]:
-    """Calibration data as the model's input list: pixels, or [pixels, landmarks]."""
-    return [calibration] if isinstance(calibration, np.ndarray) else list(calibration)
+def as_inputs(calibration) -> dict[str, np.ndarray]:
+    """Calibration data as {input name: array}: a bare array is the pixels."""
+    return {"pixels": calibration} if isinstance(calibration, np.ndarray) else dict(calibration)
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over samples of the model's inputs."""
+    """onnxruntime CalibrationDataReader over samples of the model's inputs, fed by name."""
 
     def __init__(self, calibration, batch: int = 1):
         # batch 1: ORT's percentile calibrator stacks per-batch activations and fails when the
         # last batch is shorter (300 = 18 x 16 + 12); one image per call works for any count
         arrays = as_inputs(calibration)
-        self.batches = [{name: a[i:i + batch] for name, a in zip(INPUT_NAMES, arrays)}
-                        for i in range(0, len(arrays[0]), batch)]
+        n = len(arrays["pixels"])
+        self.batches = [{name: a[i:i + batch] for name, a in arrays.items()} for i in range(0, n, batch)]
         self.i = 0
 
     def get_next(self):
@@ -64,6 +61,6 @@ def nncf_openvino(ov_model, calibration):
     import nncf
 
     arrays = as_inputs(calibration)
-    n = len(arrays[0])
-    items = [arrays[0][i:i + 1] if len(arrays) == 1 else [a[i:i + 1] for a in arrays] for i in range(n)]
+    n = len(arrays["pixels"])
+    items = [{name: a[i:i + 1] for name, a in arrays.items()} for i in range(n)]
     return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=n, preset=nncf.QuantizationPreset.MIXED)

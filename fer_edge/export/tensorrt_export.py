@@ -49,12 +49,14 @@ def build_engine(onnx_bytes: bytes, meta: dict, path: Path, precision: str, batc
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    c, h, w = meta["input"]
     lo, opt, hi = min(batch_sizes), sorted(batch_sizes)[len(batch_sizes) // 2], max(batch_sizes)
     profile = builder.create_optimization_profile()
-    profile.set_shape(network.get_input(0).name, (lo, c, h, w), (opt, c, h, w), (hi, c, h, w))
-    if meta.get("needs_landmarks"):  # second input: landmarks [N, 5, 2]
-        profile.set_shape(network.get_input(1).name, (lo, 5, 2), (opt, 5, 2), (hi, 5, 2))
+    graph_inputs = {network.get_input(i).name for i in range(network.num_inputs)}
+    for spec in meta["inputs"]:  # one profile entry per declared input, by name
+        if spec["name"] not in graph_inputs:
+            raise RuntimeError(f"the ONNX graph has no input {spec['name']!r} (it has {sorted(graph_inputs)})")
+        rest = tuple(spec["shape"][1:])
+        profile.set_shape(spec["name"], (lo, *rest), (opt, *rest), (hi, *rest))
     config.add_optimization_profile(profile)
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)

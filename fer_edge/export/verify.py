@@ -8,33 +8,42 @@ from pathlib import Path
 import numpy as np
 
 
-def batched(fn, inputs: list[np.ndarray], batch: int = 64) -> np.ndarray:
-    return np.concatenate([fn(*[a[i:i + batch] for a in inputs]) for i in range(0, len(inputs[0]), batch)])
+def _call(backend, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    rest = {k: v for k, v in inputs.items() if k != "pixels"}
+    return backend.infer(inputs["pixels"], **rest)
 
 
-def latency_ms(fn, inputs: list[np.ndarray], repeats: int = 50) -> float:
+def batched(backend, inputs: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    n = len(inputs["pixels"])
+    return np.concatenate([_call(backend, {k: v[i:i + batch] for k, v in inputs.items()}) for i in range(0, n, batch)])
+
+
+def latency_ms(backend, inputs: dict[str, np.ndarray], repeats: int = 50) -> float:
     """Median single-image latency."""
     for _ in range(5):
-        fn(*inputs)
+        _call(backend, inputs)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn(*inputs)
+        _call(backend, inputs)
         times.append((time.perf_counter() - t) * 1e3)
     return float(np.median(times))
 
 
 def compare(path: Path, precision: str, torch_logits: np.ndarray, labels: np.ndarray, inputs,
             backend: str = "auto", threads: int | None = None, decide=None) -> dict:
-    """inputs: images [N, C, H, W], or [images, landmarks]; decide: logits -> labels (default arg-max)."""
+    """inputs: images [N, C, H, W], or {input name: array} with "pixels"; decide: logits -> labels
+    (default arg-max). Non-finite outputs fail the verification."""
     from fer_edge.runtime.backends import open_backend
 
-    inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-    images = inputs[0]
+    inputs = {"pixels": inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
+    images = inputs["pixels"]
     decide = decide or (lambda z: z.argmax(1))
     with open_backend(path, backend, threads=threads) as b:
-        logits = batched(b.infer, inputs)
-        lat = latency_ms(b.infer, [a[:1] for a in inputs])
+        logits = batched(b, inputs)
+        if not np.isfinite(logits).all():
+            raise ValueError(f"{path}: the exported model gives non-finite outputs on the validation images")
+        lat = latency_ms(b, {k: v[:1] for k, v in inputs.items()})
     files = [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
     return {
         "file": str(path), "precision": precision, "size_mb": round(sum(f.stat().st_size for f in files) / 2**20, 3),

@@ -1,5 +1,5 @@
 """Aligned face crops from a camera's images or video: the unlabelled target folder that AGLRLS
-adapts to (`aglrls.target=unlabelled:<folder>`).
+adapts to (`data.target=unlabelled:<folder>`).
 
 Crops are aligned onto the `fer2013` template, the framing of FERPlus's own 48x48 crops, so the
 target faces are framed like the source faces the model learnt from.
@@ -12,7 +12,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from fer_edge.data.folder import IMAGE_SUFFIXES
+from fer_edge.paths import IMAGE_SUFFIXES
 from fer_edge.faces.align import align
 from fer_edge.faces.detector import FaceDetector
 

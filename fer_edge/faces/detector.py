@@ -47,7 +47,7 @@ def resolve_yunet(path: str | os.PathLike | None = None) -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"YuNet model {p} does not exist")
         return p
-    from fer_edge.data.paths import cache_dir, data_root
+    from fer_edge.paths import cache_dir, data_root
 
     candidates = []
     if os.environ.get(ENV_VAR):

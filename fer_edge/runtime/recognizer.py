@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_edge import decisions
 from fer_edge.faces.align import align, template, transform_points
 from fer_edge.runtime.backends import open_backend
 from fer_edge.runtime.frames import to_bgr
@@ -53,29 +54,17 @@ def resolve_model_path(model: str | Path) -> Path:
     return path
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
 def decide(logits: np.ndarray, meta: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs -> (labels [N], probabilities [N, C]).
+    """Model outputs -> (labels [N], probabilities [N, C] float32) by the decision rule the model's
+    metadata names (fer_edge.decisions; the rule training evaluated the checkpoint with).
+    Probabilities are the softmax, or the heads' mean softmax for multi-head models."""
+    rule = meta["decision"]
+    labels, probs = decisions.decide(logits, rule["rule"], rule.get("params"))
+    return labels, probs.astype(np.float32)
 
-    Single-head models: arg-max of the softmax. Multi-head models ([N, heads, C], e.g. AGLRLS):
-    the probabilities are the heads' mean softmax, and the label comes from GLPC with the
-    learning status stored in the metadata (extras.glpc_beta), or the mean when there is none."""
-    if logits.ndim == 2:
-        p = softmax(logits)
-        return p.argmax(1), p
-    probs = softmax(logits.astype(np.float64))
-    mean = probs.mean(1).astype(np.float32)
-    extras = meta.get("extras") or {}
-    if "glpc_beta" in extras:
-        from fer_edge.runtime.glpc import glpc
 
-        return glpc(probs.transpose(1, 0, 2), np.asarray(extras["glpc_beta"]), extras.get("glpc_tau", 0.95)), mean
-    return mean.argmax(1), mean
+# the model inputs the Recognizer makes from frames (metadata "inputs" after the pixels)
+FRAME_INPUTS = ("landmarks",)
 
 
 class Recognizer:
@@ -99,6 +88,11 @@ class Recognizer:
         self.channels, self.size, _ = self.model.input_shape
         self.classes = self.model.classes
         self.template = self.meta.get("align_template", "arcface")
+        unknown = [n for n in self.model.extra_inputs if n not in FRAME_INPUTS]
+        if unknown:
+            self.model.close()
+            raise ValueError(f"{self.model.path.name} needs the inputs {unknown}, which the Recognizer cannot make from "
+                             f"frames (it makes: pixels, {', '.join(FRAME_INPUTS)}); call its backend's infer directly")
         self._detector_arg = detector
         self._detector = None
         self._lock = threading.Lock()
@@ -127,7 +121,7 @@ class Recognizer:
 
     @property
     def needs_landmarks(self) -> bool:
-        return bool(self.meta.get("needs_landmarks", False))
+        return self.model.needs_landmarks
 
     def crops(self, bgr: np.ndarray, detect: bool = True):
         """(model inputs [N, C, S, S], landmarks [N, 5, 2] in crop pixels, faces) of one frame.

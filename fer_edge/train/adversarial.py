@@ -46,17 +46,27 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 def cdan_e_loss(disc: CDANDiscriminator, features: torch.Tensor, probs: torch.Tensor, n_source: int,
-                coeff: float) -> torch.Tensor:
+                coeff: float, entropy_grad: bool = True) -> torch.Tensor:
     """CDAN-E on a batch whose first n_source rows are source, the rest target: features pass
-    through gradient reversal; probs are detached (as in CDAN); each sample is weighted by
-    1 + exp(-H(p)), normalised within its domain half; BCE with source = 1, target = 0."""
+    through gradient reversal; the probs in the discriminator's outer product are detached (as in
+    CDAN); each sample is weighted by w = 1 + exp(-H(p)), normalised within its domain half;
+    BCE with source = 1, target = 0.
+
+    entropy_grad (default True, as CDAN's reference code, which AGLRLS builds on): the entropy
+    carries the reversed gradient (-coeff) into the classifier, so that the classifier is pushed
+    to make the samples the discriminator separates best less certain; the normalising sums are
+    constants. False detaches the weight entirely (fer_edge's first AGLRLS runs)."""
     p = probs.detach()
     logits = disc(grad_reverse(features, coeff), p)
     target = torch.zeros_like(logits)
     target[:n_source] = 1.0
-    w = 1.0 + torch.exp(-entropy(p))
+    h = entropy(probs) if entropy_grad else entropy(p)
+    w = 1.0 + torch.exp(-(grad_reverse(h, coeff) if entropy_grad else h))
     src, tgt = torch.zeros_like(w), torch.zeros_like(w)
     src[:n_source], tgt[n_source:] = 1.0, 1.0
-    weight = w * src / (w * src).sum().clamp_min(1e-12) + w * tgt / (w * tgt).sum().clamp_min(1e-12)
+    src_sum, tgt_sum = (w * src).sum().clamp_min(1e-12), (w * tgt).sum().clamp_min(1e-12)
+    if entropy_grad:
+        src_sum, tgt_sum = src_sum.detach(), tgt_sum.detach()
+    weight = w * src / src_sum + w * tgt / tgt_sum
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return (weight * bce).sum() / weight.sum()
+    return (weight * bce).sum() / (weight.sum().detach() if entropy_grad else weight.sum())

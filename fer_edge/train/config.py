@@ -1,8 +1,14 @@
 """Training configuration: dataclasses, loadable from YAML, overridable from the command line
-with dotted keys (`optim.lr=0.05 data.image_size=64`)."""
+with dotted keys (`optim.lr=0.05 data.image_size=64 aglrls.tau=0.9`).
+
+Generic sections: data (with the data roles: labelled `dataset`, unlabelled `target` domain,
+`unlabelled` pool), model, optim (the method's main stage). Each method owns one more section,
+named like the method, holding its own Config dataclass (fer_edge/train/methods). Unknown keys,
+values of the wrong type and non-finite numbers are errors when the config loads."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -10,7 +16,9 @@ from typing import Any, get_type_hints
 
 @dataclass
 class DataConfig:
-    dataset: str = "ferplus"          # training set (open_dataset spec); selection uses its "valid" split
+    dataset: str = "ferplus"          # labelled training set (open_dataset spec); selection uses its "valid" split
+    target: str = ""                  # unlabelled target domain for adaptation (e.g. ckplus, unlabelled:<folder>)
+    unlabelled: str = ""              # unlabelled pool (e.g. unlabelled:<folder>); empty: the training faces, labels withheld
     label_mode: str = "majority"      # FERPlus target: majority (hard CE) or probability (vote distribution)
     num_classes: int = 8
     image_size: int = 48
@@ -19,7 +27,8 @@ class DataConfig:
     workers: int = 0
     augment: str = "weak"             # none | weak | strong
     random_erasing: float = 0.5
-    limit: int = 0                    # > 0: only the first N samples of each split (smoke tests)
+    landmarks_dir: str = ""           # landmark caches for methods that use landmarks (default <cache dir>/landmarks)
+    limit: int = 0                    # > 0: only the first N faces of each training-side set (smoke tests; never eval sets)
 
 
 @dataclass
@@ -33,38 +42,17 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "sgd"            # sgd | adamw
+    """The method's main stage (the only one for most methods)."""
+    optimizer: str = "sgd"            # sgd | adamw | adam
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     epochs: int = 30
+    schedule: str = "cosine"          # cosine (warm-up + cosine) | exponential (gamma per epoch) | dann | constant
     warmup_epochs: float = 1.0
+    gamma: float = 0.9                # exponential schedule
     label_smoothing: float = 0.0
     max_steps: int = 0                # > 0: stop each epoch after this many steps (smoke tests)
-
-
-@dataclass
-class AGLRLSConfig:
-    """AGLRLS (methods.md §1). optim.epochs counts both stages: the first `source_epochs` are
-    stage 1 (source only), the rest stage 2 (transfer)."""
-    target: str = "ckplus"            # unlabelled target domain (its labels are read only by the final report)
-    target_classes: int = 8           # label view the target pool is opened with (8: CK+'s contempt faces stay in the pool)
-    source_epochs: int = 5            # stage 1 (ignored with init_from)
-    init_from: str = ""               # start stage 2 from this stage-1 checkpoint (ablations share one stage 1)
-    steps_per_epoch: int = 0          # stage-2 steps per epoch (0: one pass over the target pool)
-    source_batch: int = 16            # stage 2: source + target samples per step
-    target_batch: int = 16
-    lr_transfer: float = 0.01         # stage-2 backbone lr (annealed lr / (1 + 10 p) ** 0.75)
-    head_lr_mult: float = 10.0        # heads, branches, crop nets and discriminators
-    align: str = "global_local"       # none | global | global_local: which features get a CDAN-E discriminator
-    shared_discriminator: bool = False  # one discriminator for the five local features
-    pseudo_labels: bool = True        # dynamic-threshold pseudo labels on the strong view
-    tau: float = 0.95
-    cdan_weight: float = 0.5
-    grl_max_iter: int = 0             # GRL schedule length (0: the run's stage-2 steps; the authors: 10000)
-    shared_heads: bool = False        # the released code's 3 heads instead of the paper's 7
-    shared_local: str = "auto"        # auto (shared for mobilenet_v2) | yes | no: one crop net for the five points
-    landmarks_dir: str = ""           # landmark caches (default: <cache dir>/landmarks); missing ones are detected once
 
 
 @dataclass
@@ -80,10 +68,15 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    aglrls: AGLRLSConfig = field(default_factory=AGLRLSConfig)
+    # the method's own section (its Config dataclass); in YAML and dicts it is keyed by the method's name
+    method_config: Any = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
+             else getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method_config"}
+        if self.method_config is not None and dataclasses.fields(self.method_config):
+            d[self.method] = dataclasses.asdict(self.method_config)
+        return d
 
 
 def _coerce(value: str, typ) -> Any:
@@ -98,54 +91,138 @@ def _coerce(value: str, typ) -> Any:
     return typ(value)
 
 
-def _apply(obj, key: str, value: Any, from_text: bool) -> None:
+def _check_value(key: str, value: Any, typ) -> Any:
+    """YAML/dict values: the declared type (ints widen to floats), finite numbers."""
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if typ is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    expected = list if getattr(typ, "__origin__", None) is list else typ
+    if expected in (int, float, bool, str, list) and (not isinstance(value, expected) or
+                                                     (expected is int and isinstance(value, bool))):
+        raise ValueError(f"{key}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: must be a finite number, got {value}")
+    return value
+
+
+def _section(cfg: TrainConfig, name: str, key: str):
+    if name == cfg.method and cfg.method_config is not None:
+        return cfg.method_config
+    if name != "method_config" and hasattr(cfg, name) and dataclasses.is_dataclass(getattr(cfg, name)):
+        return getattr(cfg, name)
+    from fer_edge.train.methods import method_names
+
+    if name in method_names():
+        raise ValueError(f"{key!r} configures method {name!r}, but this run's method is {cfg.method!r}")
+    raise ValueError(f"unknown config section {name!r} in {key!r}")
+
+
+def _apply(cfg: TrainConfig, key: str, value: Any, from_text: bool) -> None:
     parts = key.split(".")
-    for p in parts[:-1]:
-        if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
-            raise ValueError(f"unknown config section {p!r} in {key!r}")
-        obj = getattr(obj, p)
+    if len(parts) == 1 and isinstance(value, dict):
+        for k, v in value.items():
+            _apply(cfg, f"{key}.{k}", v, from_text)
+        return
+    obj = cfg
+    if len(parts) > 1:
+        obj = _section(cfg, parts[0], key)
+        for p in parts[1:-1]:
+            if not dataclasses.is_dataclass(getattr(obj, p, None)):
+                raise ValueError(f"unknown config section {p!r} in {key!r}")
+            obj = getattr(obj, p)
     name = parts[-1]
     hints = get_type_hints(type(obj))
-    if name not in hints:
-        valid = ", ".join(f.name for f in dataclasses.fields(obj))
+    if name not in hints or name == "method_config":
+        valid = ", ".join(f.name for f in dataclasses.fields(obj) if f.name != "method_config")
         raise ValueError(f"unknown config key {key!r}; valid keys here: {valid}")
     typ = hints[name]
     if dataclasses.is_dataclass(typ):
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected a mapping")
         for k, v in value.items():
-            _apply(getattr(obj, name), k, v, from_text)
+            _apply(cfg, f"{key}.{k}", v, from_text)
         return
-    if from_text or (isinstance(value, str) and typ is not str):
-        value = _coerce(str(value), typ)
-    elif typ is float and isinstance(value, int):
-        value = float(value)
+    try:
+        if from_text or (isinstance(value, str) and typ is not str):
+            value = _coerce(str(value), typ)
+        value = _check_value(key, value, typ)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{key}: {exc}" if not str(exc).startswith(key) else str(exc)) from None
     setattr(obj, name, value)
 
 
+def _new(method: str) -> TrainConfig:
+    from fer_edge.train.methods import method_class
+
+    cfg = TrainConfig(method=method)
+    cfg.method_config = method_class(method).Config()
+    return cfg
+
+
+def _validate(cfg: TrainConfig) -> TrainConfig:
+    from fer_edge.train.methods import method_class
+
+    method_class(cfg.method).check_config(cfg)
+    return cfg
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **defaults) -> TrainConfig:
-    """Defaults <- YAML file <- `key=value` overrides."""
-    cfg = TrainConfig()
-    for k, v in defaults.items():
-        _apply(cfg, k, v, from_text=False)
+    """Defaults <- YAML file <- `key=value` overrides. The method is known first (from the
+    overrides, else the file, else the defaults), so that its own section can be read."""
+    data = {}
     if path:
         import yaml
 
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
-        for k, v in data.items():
-            _apply(cfg, k, v, from_text=False)
+    pairs = []
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key=value")
         k, v = item.split("=", 1)
-        _apply(cfg, k.strip(), v.strip(), from_text=True)
-    return cfg
+        pairs.append((k.strip(), v.strip()))
+    method = defaults.get("method") or data.get("method") or "baseline"
+    if defaults.get("method") and data.get("method") and defaults["method"] != data["method"]:
+        raise ValueError(f"{path} configures method {data['method']!r}, not {defaults['method']!r}")
+    for k, v in pairs:
+        if k == "method":
+            method = v
+    cfg = _new(str(method))
+    for k, v in defaults.items():
+        if k != "method":
+            _apply(cfg, k, v, from_text=False)
+    for k, v in data.items():
+        if k != "method":
+            _apply(cfg, k, v, from_text=False)
+    for k, v in pairs:
+        if k != "method":
+            _apply(cfg, k, v, from_text=True)
+    return _validate(cfg)
 
 
 def config_from_dict(d: dict) -> TrainConfig:
-    cfg = TrainConfig()
+    """A checkpoint's config. Sections of other methods are ignored: checkpoints written before
+    the method contract carried every method's section."""
+    from fer_edge.train.methods import method_names
+
+    cfg = _new(d.get("method", "baseline"))
+    others = set(method_names()) - {cfg.method}
+    d = _moved_keys(d)
     for k, v in d.items():
-        _apply(cfg, k, v, from_text=False)
+        if k != "method" and k not in others:
+            _apply(cfg, k, v, from_text=False)
     return cfg
+
+
+def _moved_keys(d: dict) -> dict:
+    """Keys that moved from a method's section to the generic data roles (checkpoints written
+    before the method contract)."""
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    old = d.get("aglrls") or {}
+    for key in ("target", "landmarks_dir"):
+        if key in old:
+            value = old.pop(key)
+            d.setdefault("data", {}).setdefault(key, value)
+    return d

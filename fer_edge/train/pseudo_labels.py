@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fer_edge.runtime.glpc import confidence_thresholds
+from fer_edge.decisions import confidence_thresholds
 
 
 class DynamicThresholds:

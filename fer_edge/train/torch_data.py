@@ -1,7 +1,11 @@
-"""FaceDataset -> tensors for training: preloaded pixels, seeded augmentation, normalisation.
+"""FaceDataset -> tensors for training: preloaded pixels, seeded views, normalisation.
 
-Augmentation randomness is keyed on (seed, epoch, index), never on worker or process state,
-so a resumed run and a run with any number of loader workers see the same images.
+Items are dicts of named fields (the batch fields of the method contract, fer_edge/train/methods):
+`image` (or `weak` and `strong` for the "weak+strong" view), `label`, `soft_label`, `index`, and
+`landmarks` (or `weak_landmarks`, `strong_landmarks`) when the faces carry landmarks.
+
+Augmentation randomness is keyed on (seed, epoch, index[, view]), never on worker or process
+state, so a resumed run and a run with any number of loader workers see the same images.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from fer_edge.data import augment
 # FER faces are gray; these are FERPlus train statistics rounded (pixel / 255).
 GRAY_MEAN, GRAY_STD = 0.50, 0.25
 RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+VIEWS = ("train", "eval", "weak", "strong", "weak+strong")
 
 
 def normalisation(color: str) -> tuple[list[float], list[float]]:
@@ -23,105 +28,100 @@ def normalisation(color: str) -> tuple[list[float], list[float]]:
 
 
 class TorchFaces(torch.utils.data.Dataset):
-    """Items: (image [C, S, S] float32 normalised, label int64, soft target [K] float32)."""
+    """The faces of a FaceDataset as tensors, served as one view:
 
-    def __init__(self, dataset, size: int, train: bool, augment_level: str = "weak", random_erasing: float = 0.0,
-                 seed: int = 0, soft_targets: bool = False):
-        self.size, self.train, self.level, self.erasing = size, train, augment_level, random_erasing
-        self.seed, self.epoch, self.num_classes = seed, 0, len(dataset.classes)
-        self.color = dataset.color
+    - "train": the run's augmentation level (`augment`: none | weak | strong) + random erasing;
+    - "eval": none; "weak" / "strong": that augmentation alone;
+    - "weak+strong": FixMatch's pair of views of each face (`weak`, `strong`).
+
+    landmarks=True serves each face's 5 landmarks (a landmark cache must be attached) in pixels
+    of the size x size input, moved by every geometric augmentation (a flip swaps left and
+    right points); the augmentation then runs at the dataset's native size, before resizing, so
+    that the cached points stay exact. Without landmarks faces are resized first (cheaper)."""
+
+    def __init__(self, dataset, size: int, view: str = "eval", seed: int = 0, augment_level: str = "weak",
+                 random_erasing: float = 0.0, soft_targets: bool = False, landmarks: bool = False):
+        if view not in VIEWS:
+            raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
+        if augment_level not in ("none", "weak", "strong"):
+            raise ValueError(f"data.augment: expected none, weak or strong, got {augment_level!r}")
+        self.size, self.view, self.seed, self.epoch = size, view, seed, 0
+        self.level, self.erasing = augment_level, random_erasing
+        self.name, self.num_classes, self.color = dataset.name, len(dataset.classes), dataset.color
         items = [dataset[i] for i in range(len(dataset))]  # skips unreadable files (counted by dataset)
         self.images = [it["image"] for it in items]
         self.labels = np.array([it["label"] for it in items], dtype=np.int64)
-        if soft_targets and all("target" in it for it in items):
+        if soft_targets and items and all("target" in it for it in items):
             self.targets = np.stack([it["target"] for it in items]).astype(np.float32)
         else:
-            self.targets = np.eye(self.num_classes, dtype=np.float32)[self.labels]
+            self.targets = np.eye(self.num_classes, dtype=np.float32)[np.clip(self.labels, 0, None)]
+        self.landmarks = None
+        if landmarks:
+            missing = sum(1 for it in items if it.get("landmarks") is None)
+            if missing:
+                raise ValueError(f"{dataset.name}: {missing} of {len(items)} faces have no landmarks; attach a landmark "
+                                 "cache first (fer_edge.data.landmarks.ensure)")
+            self.landmarks = [np.asarray(it["landmarks"], np.float32) for it in items]
         mean, std = normalisation(self.color)
-        self.mean = np.array(mean, np.float32)
-        self.std = np.array(std, np.float32)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        img = self.images[i]
-        if img.shape[0] != self.size or img.shape[1] != self.size:
-            img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        if self.train and self.level != "none":
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            item = {"image": img}
-            item = augment.strong(item, rng) if self.level == "strong" else augment.weak(item, rng)
-            if self.erasing > 0:
-                item = augment.random_erasing(item, rng, p=self.erasing)
-            img = item["image"]
-        x = (img.astype(np.float32) / 255.0 - self.mean) / self.std
-        x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(x)), int(self.labels[i]), torch.from_numpy(self.targets[i])
-
-
-class LandmarkFaces(torch.utils.data.Dataset):
-    """Faces with their 5 landmarks, for landmark-driven models (AGLRLS).
-
-    views: "eval" -> (image, landmarks, label, soft target); "weak" / "strong" -> the same with
-    that augmentation; "weak+strong" -> (weak image, weak landmarks, strong image, strong
-    landmarks, label, soft target): FixMatch's pair of views of one unlabelled sample.
-    Landmarks are returned in the pixels of the size x size model input, moved by every
-    geometric augmentation (a flip also swaps left and right points). Augmentation runs at the
-    dataset's native size and is then resized, keyed on (seed, epoch, index, view)."""
-
-    VIEWS = ("eval", "weak", "strong", "weak+strong")
-
-    def __init__(self, dataset, size: int, views: str = "eval", seed: int = 0):
-        if views not in self.VIEWS:
-            raise ValueError(f"views: expected one of {self.VIEWS}, got {views!r}")
-        self.size, self.views, self.seed, self.epoch = size, views, seed, 0
-        self.num_classes = len(dataset.classes)
-        items = [dataset[i] for i in range(len(dataset))]
-        missing = sum(1 for it in items if it.get("landmarks") is None)
-        if missing:
-            raise ValueError(f"{dataset.name}: {missing} of {len(items)} samples have no landmarks; attach a landmark cache "
-                             "first (fer_edge.data.landmarks.ensure)")
-        self.images = [it["image"] for it in items]
-        self.landmarks = [np.asarray(it["landmarks"], np.float32) for it in items]
-        self.labels = np.array([it["label"] for it in items], dtype=np.int64)
-        self.targets = np.eye(self.num_classes, dtype=np.float32)[np.clip(self.labels, 0, None)]
-        mean, std = normalisation(dataset.color)
         self.mean, self.std = np.array(mean, np.float32), np.array(std, np.float32)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def with_views(self, views: str) -> "LandmarkFaces":
-        """The same faces (shared, not copied) served as other views."""
-        if views not in self.VIEWS:
-            raise ValueError(f"views: expected one of {self.VIEWS}, got {views!r}")
-        other = object.__new__(LandmarkFaces)
-        other.__dict__.update(self.__dict__, views=views)
+    def with_view(self, view: str) -> "TorchFaces":
+        """The same faces (shared, not copied) served as another view."""
+        if view not in VIEWS:
+            raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
+        other = object.__new__(TorchFaces)
+        other.__dict__.update(self.__dict__, view=view)
         return other
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def _view(self, i: int, kind: str, salt: int):
-        item = {"image": self.images[i], "landmarks": self.landmarks[i]}
-        if kind != "eval":
-            rng = np.random.default_rng([self.seed, self.epoch, i, salt])
-            item = augment.strong(item, rng) if kind == "strong" else augment.weak(item, rng)
-        img, lm = item["image"], item["landmarks"]
+    def _augment(self, item: dict, kind: str, rng) -> dict:
+        if kind == "train":
+            if self.level != "none":
+                item = augment.strong(item, rng) if self.level == "strong" else augment.weak(item, rng)
+            return item
+        return augment.strong(item, rng) if kind == "strong" else augment.weak(item, rng)
+
+    def _resize(self, img: np.ndarray, lm):
         h, w = img.shape[:2]
         if (h, w) != (self.size, self.size):
             img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-            lm = lm * np.array([self.size / w, self.size / h], np.float32)
+            if lm is not None:
+                lm = lm * np.array([self.size / w, self.size / h], np.float32)
+        return img, lm
+
+    def _one(self, i: int, kind: str, salt: int):
+        """(image tensor, landmarks tensor or None) of face i as view `kind`."""
+        img, lm = self.images[i], None if self.landmarks is None else self.landmarks[i]
+        rng = None
+        if kind != "eval":
+            rng = np.random.default_rng([self.seed, self.epoch, i] if kind == "train" else [self.seed, self.epoch, i, salt])
+        if lm is None:
+            img, _ = self._resize(img, None)
+            if rng is not None:
+                img = self._augment({"image": img}, kind, rng)["image"]
+        else:
+            if rng is not None:
+                item = self._augment({"image": img, "landmarks": lm}, kind, rng)
+                img, lm = item["image"], item["landmarks"]
+            img, lm = self._resize(img, lm)
+        if kind == "train" and self.level != "none" and self.erasing > 0:
+            img = augment.random_erasing({"image": img}, rng, p=self.erasing)["image"]
         x = (img.astype(np.float32) / 255.0 - self.mean) / self.std
         x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(lm, dtype=np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(x))
+        return x, None if lm is None else torch.from_numpy(np.ascontiguousarray(lm, dtype=np.float32))
 
-    def __getitem__(self, i: int):
-        tail = (int(self.labels[i]), torch.from_numpy(self.targets[i]))
-        if self.views == "weak+strong":
-            return (*self._view(i, "weak", 0), *self._view(i, "strong", 1), *tail)
-        return (*self._view(i, self.views, 0), *tail)
+    def __getitem__(self, i: int) -> dict:
+        out = {"label": int(self.labels[i]), "soft_label": torch.from_numpy(self.targets[i]), "index": i}
+        views = (("weak", "weak", 0), ("strong", "strong", 1)) if self.view == "weak+strong" else (("image", self.view, 0),)
+        for field, kind, salt in views:
+            x, lm = self._one(i, kind, salt)
+            out[field] = x
+            if lm is not None:
+                out["landmarks" if field == "image" else f"{field}_landmarks"] = lm
+        return out

@@ -1,11 +1,15 @@
-"""The training loop every method shares.
+"""The training loop every method shares (the method contract: fer_edge/train/methods/base.py).
 
-Per epoch: train (seeded shuffling and augmentation), evaluate on the selection split of the
-training dataset (never a test split), write `last.pt` and, when the selection accuracy improved,
-`best.pt`, and append a line to `metrics.jsonl`. A run resumes from `last.pt` and then follows
-exactly the same path as an uninterrupted one: all randomness is keyed on (seed, epoch).
-`report()` evaluates `best.pt` on the configured eval sets, writes `final.json` and confusion PNGs.
-Under `torchrun` (WORLD_SIZE > 1) it trains with DistributedDataParallel (gloo on CPU, nccl on GPU).
+The trainer runs the method's stages in order. Per epoch: train (seeded shuffling and
+augmentation; the stage's optimiser and learning-rate schedule), the method's epoch hooks,
+evaluation on the selection split of the training dataset (never a test split) when the stage
+is evaluated, `last.pt` and, when the selection accuracy improved, `best.pt`, and a line in
+`metrics.jsonl` with every loss term and logged scalar. A run resumes from `last.pt` in any
+stage and then follows exactly the same path as an uninterrupted one: all randomness is keyed on
+(seed, epoch). `report()` evaluates the reported checkpoint (best.pt, or last.pt for methods that
+do not select) on the eval sets with the method's decision rule, and writes `final.json` and
+confusion PNGs. Under `torchrun` (WORLD_SIZE > 1) it trains with DistributedDataParallel (gloo
+on CPU, nccl on GPU), every loader sharded by rank.
 """
 from __future__ import annotations
 
@@ -20,24 +24,37 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from fer_edge.data import open_dataset
+from fer_edge import decisions
 from fer_edge.train import checkpoint
 from fer_edge.train.config import TrainConfig, config_from_dict
-from fer_edge.train.methods import get_method
+from fer_edge.train.data_roles import RunData, check_roles, eval_loader, stage_loader, stage_steps
+from fer_edge.train.ema import EMA
+from fer_edge.train.methods import Stage, TrainContext, get_method
 from fer_edge.train.metrics import confusion_matrix, plot_confusion, summarize
-from fer_edge.train.torch_data import TorchFaces, normalisation
+from fer_edge.train.torch_data import normalisation
 
 
-def open_split(spec: str, num_classes: int, color: str, mode: str = "majority"):
-    """'ferplus:test', 'ckplus', 'rafdb:/root@test' -> FaceDataset (FERPlus under `mode`)."""
-    spec, _, split = spec.partition("@")
-    kind, _, arg = spec.partition(":")
-    if kind == "ferplus" and arg in ("train", "valid", "test"):
-        spec, split = "ferplus", arg
-    kwargs = {"num_classes": num_classes, "color": color}
-    if kind == "ferplus":
-        kwargs["mode"] = mode
-    return open_dataset(spec, split or None, **kwargs)
+def lr_factor(stage: Stage, stage_step: int, stage_epoch: int, total_steps: int, steps_per_epoch: int) -> float:
+    """The stage's learning rate at a step (before each group's lr_mult)."""
+    if stage.schedule == "constant":
+        return stage.lr
+    if stage.schedule == "exponential":
+        return stage.lr * stage.gamma ** stage_epoch
+    if stage.schedule == "dann":
+        return stage.lr / (1 + 10 * stage_step / max(1, total_steps)) ** 0.75
+    warm = int(stage.warmup_epochs * steps_per_epoch)
+    if stage_step < warm:
+        return stage.lr * (stage_step + 1) / warm
+    t = (stage_step - warm) / max(1, total_steps - warm)
+    return 0.5 * stage.lr * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def build_optimizer(stage: Stage, groups: list[dict]) -> torch.optim.Optimizer:
+    if stage.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay,
+                               nesterov=stage.nesterov and stage.momentum > 0)
+    cls = torch.optim.AdamW if stage.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=stage.lr, betas=stage.betas, weight_decay=stage.weight_decay)
 
 
 class Trainer:
@@ -51,176 +68,205 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        for key, specs in (("eval_sets", cfg.eval_sets), ("data.dataset", [cfg.data.dataset])):
-            if any(str(s).startswith("unlabelled:") for s in specs):  # fail before training, not at the report
-                raise ValueError(f"{key}: unlabelled faces have no labels to train, select or evaluate on "
-                                 "(they can be an adaptation target, e.g. aglrls.target=unlabelled:<folder>)")
         self.method = get_method(cfg.method, cfg)
-        build_data = getattr(self.method, "build_data", None)
-        self.train_data, self.val_data, self.classes = build_data(self) if build_data else self._default_data()
+        self.stages = [s for s in self.method.stages() if s.epochs > 0]
+        if len({s.name for s in self.stages}) != len(self.stages):
+            raise ValueError(f"method {cfg.method}: stage names must be unique")
+        check_roles(cfg, self.stages)
+        self.data = RunData(cfg, self.method.fields, self.rank)
+        self.classes = self.data.classes
+        if self.world > 1 and self.rank != 0:
+            dist.barrier()  # rank 0 fills the landmark caches first; the others then read them
+        for stage in self.stages:  # open every role now: a missing or empty dataset fails before training
+            for role in stage.data:
+                self.data.role(role)
+        self.val_data = self.data.selection() if any(s.evaluate for s in self.stages) else None
+        if self.world > 1 and self.rank == 0:
+            dist.barrier()
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seeded path
         d = cfg.data
         self.model = self.method.build_model(len(self.classes), 1 if d.color == "gray" else 3).to(self.device)
         self.net = self.model
         if self.world > 1:
-            # methods whose switches leave parts unused in a step (AGLRLS ablations) say so
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=bool(getattr(self.method, "has_unused_parameters", False)))
-        o = cfg.optim
-        groups = getattr(self.method, "param_groups", None)
-        params = groups(self.model) if groups else [p for p in self.model.parameters() if p.requires_grad]
-        if o.optimizer == "sgd":
-            self.opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.momentum > 0)
-        elif o.optimizer == "adamw":
-            self.opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-        else:
-            raise ValueError(f"optim.optimizer: expected sgd or adamw, got {o.optimizer!r}")
-        per_rank = math.ceil(len(self.train_data) / self.world)
-        self.steps_per_epoch = per_rank // d.batch_size
-        if o.max_steps:
-            self.steps_per_epoch = min(self.steps_per_epoch, o.max_steps)
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"batch_size {d.batch_size} is larger than the training set per process ({per_rank})")
+                find_unused_parameters=self.method.has_unused_parameters)
+        self.ema = EMA(self.model, self.method.ema_decay) if self.method.ema_decay > 0 else None
+        self.opt, self.opt_stage = None, None
         self.epoch, self.best, self.best_epoch, self.history = 0, -1.0, -1, []
-        setup = getattr(self.method, "setup", None)
-        if setup:
-            setup(self)
+        self.method.setup(self._context(None))
 
-    def _default_data(self):
-        """(train, selection, classes) for single-dataset supervised methods."""
-        cfg, d = self.cfg, self.cfg.data
-        if d.augment not in ("none", "weak", "strong"):
-            raise ValueError(f"data.augment: expected none, weak or strong, got {d.augment!r}")
-        if d.label_mode not in ("majority", "probability"):
-            raise ValueError(f"data.label_mode: expected majority or probability, got {d.label_mode!r}")
-        train_mode = "probability" if d.label_mode == "probability" else "majority"
-        train_set = open_split(self.split_spec("train"), d.num_classes, d.color, train_mode)
-        val_set = open_split(self.split_spec(cfg.select_on), d.num_classes, d.color)
-        if d.limit:
-            train_set, val_set = train_set.subset(range(min(d.limit, len(train_set)))), val_set.subset(range(min(d.limit, len(val_set))))
-        train_data = TorchFaces(train_set, d.image_size, True, d.augment, d.random_erasing, cfg.seed,
-                                soft_targets=d.label_mode == "probability")
-        return train_data, TorchFaces(val_set, d.image_size, False), train_set.classes
+    # -- stages --------------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages)
 
-    def split_spec(self, split: str) -> str:
-        """A split of the training dataset as an open_split spec; selection is never on a test split."""
-        if split != "train" and "test" in split:
-            raise ValueError("select_on: checkpoints are never selected on a test split")
-        d = self.cfg.data.dataset
-        return f"{d}:{split}" if d == "ferplus" else f"{d}@{split}"
+    def stage_at(self, epoch: int) -> tuple[Stage, int]:
+        """The stage that trains epoch `epoch` (0-based) and the epoch it started at."""
+        start = 0
+        for s in self.stages:
+            if epoch < start + s.epochs:
+                return s, start
+            start += s.epochs
+        raise ValueError(f"epoch {epoch} is past the last stage ({self.total_epochs} epochs)")
 
-    # -- schedule ------------------------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
-        o = self.cfg.optim
-        total = o.epochs * self.steps_per_epoch
-        warm = int(o.warmup_epochs * self.steps_per_epoch)
-        if step < warm:
-            return o.lr * (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return 0.5 * o.lr * (1 + math.cos(math.pi * min(t, 1.0)))
+    def _steps(self, stage: Stage) -> int:
+        faces = [self.data.role(r) for r in stage.data]
+        batches = [stage.batch.get(r, self.cfg.data.batch_size) for r in stage.data]
+        return stage_steps(stage, faces, batches, self.world, self.cfg.optim.max_steps)
+
+    def _optimizer_for(self, stage: Stage) -> None:
+        if self.opt_stage != stage.name:  # every stage starts with a fresh optimiser
+            self.opt = build_optimizer(stage, self.method.param_groups(self.model, stage))
+            self.opt_stage = stage.name
+
+    # -- context for the method ----------------------------------------------------------------
+    def _context(self, stage: Stage | None, steps: int = 0, logs: dict | None = None) -> TrainContext:
+        start = self.stage_at(self.epoch)[1] if stage is not None and self.epoch < self.total_epochs else 0
+
+        def log(**scalars):
+            if logs is not None:
+                for k, v in scalars.items():
+                    logs.setdefault(k, []).append(float(v))
+
+        return TrainContext(model=self.net, module=self.model, teacher=None if self.ema is None else self.ema.module,
+                            device=self.device, cfg=self.cfg, stage=stage, epoch=self.epoch,
+                            stage_epoch=self.epoch - start, step=0, steps_per_epoch=steps, stage_step=0,
+                            stage_steps=steps * (stage.epochs if stage else 0), rank=self.rank, world=self.world,
+                            log=log, outputs=self.role_outputs, autocast=self._autocast)
+
+    def role_outputs(self, role: str) -> np.ndarray:
+        """`predict` outputs of every face of a data role, un-augmented, in eval mode."""
+        return self.predict(self.data.role(role))
 
     # -- state -----------------------------------------------------------------------------------
     def state(self) -> dict:
         mean, std = normalisation(self.cfg.data.color)
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "epoch": self.epoch,
-                "method_state": getattr(self.method, "state_dict", dict)(),
-                "best": self.best, "best_epoch": self.best_epoch, "history": self.history, "config": self.cfg.to_dict(),
-                "classes": list(self.classes), "mean": mean, "std": std}
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "stage": self.opt_stage,
+                "ema": None if self.ema is None else self.ema.state_dict(), "epoch": self.epoch,
+                "method_state": self.method.state_dict(), "best": self.best, "best_epoch": self.best_epoch,
+                "history": self.history, "config": self.cfg.to_dict(), "classes": list(self.classes), "mean": mean, "std": std}
 
     def resume(self, path: Path) -> None:
         state = checkpoint.load(path, map_location=self.device)
         if state["config"].get("method") != self.cfg.method:
             raise checkpoint.CheckpointError(f"{path}: trained with method {state['config'].get('method')!r}, not {self.cfg.method!r}")
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
         self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
         self.history = list(state["history"])
-        if hasattr(self.method, "load_state_dict"):
-            self.method.load_state_dict(state.get("method_state", {}))
+        self.method.load_state_dict(state.get("method_state", {}))
+        if self.epoch < self.total_epochs:
+            stage, _ = self.stage_at(self.epoch)
+            self._optimizer_for(stage)
+            if state.get("stage", stage.name) == stage.name:  # inside the stage: continue its optimiser
+                self.opt.load_state_dict(state["optimizer"])
 
     # -- loops -----------------------------------------------------------------------------------
-    def _loader(self, data, train: bool):
-        d = self.cfg.data
-        if train:
-            if self.world > 1:
-                sampler = torch.utils.data.distributed.DistributedSampler(data, self.world, self.rank, shuffle=True,
-                                                                          seed=self.cfg.seed, drop_last=True)
-                sampler.set_epoch(self.epoch)
-            else:
-                g = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
-                sampler = torch.utils.data.RandomSampler(data, generator=g)
-            return torch.utils.data.DataLoader(data, d.batch_size, sampler=sampler, drop_last=True, num_workers=d.workers)
-        return torch.utils.data.DataLoader(data, 256, shuffle=False, num_workers=d.workers)
-
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    def _progress(self, iterable, total: int, desc: str):
+        if self.rank != 0 or os.environ.get("FER_EDGE_PROGRESS", "1") == "0":
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, leave=False)
+
     def train_epoch(self) -> dict:
-        own = getattr(self.method, "train_epoch", None)
-        if own:  # methods with their own loop (two stages, paired domains) run it themselves
-            return own(self)
+        stage, start = self.stage_at(self.epoch)
+        self._optimizer_for(stage)
+        steps = self._steps(stage)
+        logs: dict[str, list] = {}
+        ctx = self._context(stage, steps, logs)
+        if self.epoch == start:
+            self.method.on_stage_start(ctx)
+        self.method.on_epoch_start(ctx)
         self.net.train()
         torch.manual_seed(self.cfg.seed * 100003 + self.epoch)  # dropout etc.: same on resume
-        self.train_data.set_epoch(self.epoch)
-        loader = self._loader(self.train_data, True)
-        it = loader
-        if self.rank == 0:
-            from tqdm import tqdm
-
-            it = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.optim.epochs}",
-                      leave=False, disable=os.environ.get("FER_EDGE_PROGRESS", "1") == "0")
-        losses, accs = [], []
+        loader = stage_loader(stage, self.data, self.epoch, steps, self.cfg.seed, self.rank, self.world, self.cfg.data.workers)
+        desc = f"epoch {self.epoch + 1}/{self.total_epochs}" + (f" {stage.name}" if len(self.stages) > 1 else "")
+        it = self._progress(loader, steps, desc)
+        totals = []
         for step, batch in enumerate(it):
-            if step >= self.steps_per_epoch:
+            if step >= steps:
                 break
-            lr = self.lr_at(self.epoch * self.steps_per_epoch + step)
-            for gr in self.opt.param_groups:
-                gr["lr"] = lr * gr.get("lr_mult", 1.0)
-            batch = [b.to(self.device, non_blocking=True) for b in batch]
+            ctx.step, ctx.stage_step = step, (self.epoch - start) * steps + step
+            lr = lr_factor(stage, ctx.stage_step, ctx.stage_epoch, ctx.stage_steps, steps)
+            for g in self.opt.param_groups:
+                g["lr"] = lr * g.get("lr_mult", 1.0)
+            batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             with self._autocast():
-                loss, logs = self.method.loss(self.net, batch)
+                terms = self.method.train_step(ctx, batch)
+            if not terms:
+                raise ValueError(f"{self.cfg.method}.train_step returned no loss terms")
+            loss = None
+            for v in terms.values():  # in the method's order: sums are bit-stable across runs
+                loss = v if loss is None else loss + v
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {self.epoch + 1} step {step} (lr {lr:.3g})")
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {self.epoch + 1} step {step} (stage "
+                                         f"{stage.name}, lr {lr:.3g}; non-finite terms: {', '.join(bad)})")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            losses.append(loss.item())
-            accs.append(logs.get("acc", float("nan")))
-            if self.rank == 0 and hasattr(it, "set_postfix") and step % 20 == 0:
-                it.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr:.3g}")
-        return {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
+            if self.ema is not None:
+                self.ema.update(self.model)
+            totals.append(loss.item())
+            for k, v in terms.items():
+                logs.setdefault(f"{k}_loss", []).append(v.item())
+            if hasattr(it, "set_postfix") and step % 20 == 0:
+                it.set_postfix(loss=f"{np.mean(totals[-50:]):.3f}", lr=f"{lr:.3g}")
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise FloatingPointError(f"the weights stopped being finite in epoch {self.epoch + 1} (stage {stage.name})")
+        out = {"stage": stage.name, "train_loss": float(np.mean(totals))}
+        out.update({k: float(np.mean(v)) for k, v in logs.items()})
+        out.update(self.method.on_epoch_end(ctx))
+        return out
+
+    def eval_model(self):
+        """The module that is evaluated and exported (the EMA teacher's when the method says so)."""
+        model = self.ema.module if self.ema is not None and self.method.evaluate_with_ema else self.model
+        return self.method.export_module(model)
 
     @torch.no_grad()
-    def predict(self, data: TorchFaces) -> np.ndarray:
+    def predict(self, data) -> np.ndarray:
         self.model.eval()
+        module = self.eval_model().eval()
+        extra = [s.name for s in self.method.inference().inputs]
         out = []
-        for *inputs, _label, _target in self._loader(data, False):
+        for batch in eval_loader(data, self.cfg.data.workers):
             with self._autocast():
-                out.append(self.method.predict(self.model, *[x.to(self.device) for x in inputs]).float().cpu())
+                inputs = [batch[name].to(self.device) for name in extra]
+                out.append(self.method.predict(module, batch["image"].to(self.device), *inputs).float().cpu())
         return torch.cat(out).numpy()
 
-    def evaluate(self, data: TorchFaces, restrict_to_present: bool = False) -> dict:
-        labels = data.labels
-        if (np.asarray(labels) < 0).any():
+    def evaluate(self, data, restrict_to_present: bool = False) -> dict:
+        labels = np.asarray(data.labels)
+        if (labels < 0).any():
             raise ValueError("cannot evaluate on unlabelled faces (label -1)")
         outputs = self.predict(data)
-        result = summarize(confusion_matrix(labels, self.method.decide(outputs), len(self.classes)), self.classes)
+        rule = self.method.decision()
+        pred, _ = decisions.decide(outputs, rule.rule, rule.params)
+        result = summarize(confusion_matrix(labels, pred, len(self.classes)), self.classes)
+        result["decision"] = rule.rule
         if restrict_to_present:
             # accuracy over the classes the eval set has (CK+ has no neutral): others masked out
             present = np.bincount(labels, minlength=len(self.classes)) > 0
-            result["accuracy_shared_classes"] = float((self.method.decide(outputs, present) == labels).mean())
+            result["accuracy_shared_classes"] = float((decisions.decide(outputs, rule.rule, rule.params, present)[0] == labels).mean())
             result["shared_classes"] = [c for c, p in zip(self.classes, present) if p]
-            rules = self.method.decision_rules(outputs)
+            rules = self.method.decision_rules()
             if rules:  # methods with several ways to decide (AGLRLS: GLPC, averaging, single heads)
-                result["rules"] = {name: float((pred == labels).mean()) for name, pred in rules.items()}
+                result["rules"] = {name: float((decisions.decide(outputs, r.rule, r.params)[0] == labels).mean())
+                                   for name, r in rules.items()}
         return result
 
     def fit(self, stop_after: int | None = None) -> dict:
-        """Trains to optim.epochs (resuming from last.pt). `stop_after=n` returns after epoch n
-        as an interruption would, with last.pt written."""
+        """Trains every stage (resuming from last.pt). `stop_after=n` returns after epoch n as an
+        interruption would, with last.pt written."""
         last = self.out / "last.pt"
         if self.cfg.resume and last.is_file():
             self.resume(last)
@@ -229,45 +275,58 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
-        while self.epoch < self.cfg.optim.epochs and (stop_after is None or self.epoch < stop_after):
+        while self.epoch < self.total_epochs and (stop_after is None or self.epoch < stop_after):
             t0 = time.time()
+            stage, _ = self.stage_at(self.epoch)
             logs = self.train_epoch()
             self.epoch += 1
             if self.rank == 0:
-                val = self.evaluate(self.val_data)
-                logs.update(epoch=self.epoch, val_acc=val["accuracy"], val_mean_class_acc=val["mean_class_accuracy"],
-                            lr=self.opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 1))
+                improved = False
+                logs.update(epoch=self.epoch, lr=self.opt.param_groups[0]["lr"])
+                if stage.evaluate:
+                    val = self.evaluate(self.val_data)
+                    logs.update(val_acc=val["accuracy"], val_mean_class_acc=val["mean_class_accuracy"])
+                    improved = val["accuracy"] > self.best
+                    if improved:
+                        self.best, self.best_epoch = val["accuracy"], self.epoch
+                logs["seconds"] = round(time.time() - t0, 1)
                 self.history.append(logs)
-                improved = val["accuracy"] > self.best
-                if improved:
-                    self.best, self.best_epoch = val["accuracy"], self.epoch
                 state = self.state()
                 checkpoint.save(last, state)
                 if improved:
                     checkpoint.save(self.out / "best.pt", state)
                 with open(self.out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(logs) + "\n")
-                print(f"epoch {self.epoch}: loss {logs['train_loss']:.4f} train acc {logs['train_acc']:.4f} "
-                      f"val acc {val['accuracy']:.4f}{' *' if improved else ''} ({logs['seconds']} s)", flush=True)
+                val_text = f" val acc {logs['val_acc']:.4f}{' *' if improved else ''}" if stage.evaluate else ""
+                print(f"epoch {self.epoch} ({stage.name}): loss {logs['train_loss']:.4f}"
+                      + (f" train acc {logs['train_acc']:.4f}" if "train_acc" in logs else "")
+                      + f"{val_text} ({logs['seconds']} s)", flush=True)
             if self.world > 1:
                 dist.barrier()
         return {"best_val_acc": self.best, "best_epoch": self.best_epoch}
 
-    def report(self, sets: list[str] | None = None, checkpoint_path: Path | None = None) -> dict:
-        """Evaluates best.pt (selected on the validation split) on the eval sets; writes
-        final.json and confusion_<set>.png into the run folder."""
-        path = checkpoint_path or self.out / getattr(self.method, "report_checkpoint", "best.pt")
+    @property
+    def report_checkpoint(self) -> Path:
+        return self.out / ("best.pt" if self.method.select_checkpoint and (self.out / "best.pt").is_file() else "last.pt")
+
+    def load_checkpoint(self, path: Path) -> dict:
         state = checkpoint.load(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
-        if hasattr(self.method, "load_state_dict"):
-            self.method.load_state_dict(state.get("method_state", {}))
-        results = {"checkpoint": str(path), "selected_on": "last epoch (no selection)" if path.name == "last.pt" else self.cfg.select_on, "best_epoch": state["best_epoch"],
-                   "val_acc": state["best"], "seed": self.cfg.seed, "sets": {}}
-        d = self.cfg.data
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.method.load_state_dict(state.get("method_state", {}))
+        return state
+
+    def report(self, sets: list[str] | None = None, checkpoint_path: Path | None = None) -> dict:
+        """Evaluates the reported checkpoint on the eval sets; writes final.json and
+        confusion_<set>.png into the run folder."""
+        path = Path(checkpoint_path or self.report_checkpoint)
+        state = self.load_checkpoint(path)
+        results = {"checkpoint": str(path), "selected_on": "last epoch (no selection)" if path.name == "last.pt" else self.cfg.select_on,
+                   "best_epoch": state["best_epoch"], "val_acc": state["best"], "seed": self.cfg.seed,
+                   "decision": self.method.decision().rule, "sets": {}}
         for spec in sets if sets is not None else self.cfg.eval_sets:
-            eval_data = getattr(self.method, "eval_data", None)
-            data = eval_data(self, spec) if eval_data else TorchFaces(open_split(spec, d.num_classes, d.color), d.image_size, False)
-            res = self.evaluate(data, restrict_to_present=True)
+            res = self.evaluate(self.data.eval_set(spec), restrict_to_present=True)
             results["sets"][spec] = res
             safe = spec.replace(":", "_").replace("/", "_").replace("@", "_")
             plot_confusion(np.array(res["confusion"]), self.classes, self.out / f"confusion_{safe}.png",

@@ -169,7 +169,8 @@ def test_interrupted_exports_never_leave_a_file_that_looks_valid(trained, tmp_pa
 
 def test_engine_file_header(tmp_path):
     meta = {"schema": md.SCHEMA, "format": "tensorrt", "precision": "fp16", "classes": ["a", "b"], "input": [1, 8, 8],
-            "color": "gray", "mean": [0.5], "std": [0.25], "method": "baseline", "needs_landmarks": False,
+            "color": "gray", "mean": [0.5], "std": [0.25], "method": "baseline", "heads": [],
+            "inputs": [{"name": "pixels", "shape": ["N", 1, 8, 8]}], "decision": {"rule": "argmax", "params": {}},
             "payload_sha256": md.sha256_bytes(b"PLAN")}
     write_engine_file(tmp_path / "e.engine", meta, b"PLAN")
     got, plan = read_engine_file(tmp_path / "e.engine")

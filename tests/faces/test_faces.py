@@ -98,7 +98,7 @@ def test_model_resolution_order_and_clear_error(tmp_path, monkeypatch, yunet_pat
     monkeypatch.setenv("FER_EDGE_DATA", str(tmp_path / "nodata"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FER_EDGE_YUNET", raising=False)
-    import fer_edge.data.paths as paths
+    import fer_edge.paths as paths
 
     monkeypatch.setattr(paths, "__file__", str(tmp_path / "a" / "b" / "c" / "paths.py"))
     with pytest.raises(FileNotFoundError, match="FER_EDGE_YUNET.*sha256|sha256.*FER_EDGE_YUNET"):

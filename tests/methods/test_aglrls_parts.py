@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fer_edge.models.aglrls import AGLRLSNet, crop_windows, landmark_cells
-from fer_edge.runtime.glpc import confidence_thresholds, glpc
+from fer_edge.decisions import confidence_thresholds, glpc
 from fer_edge.train.adversarial import CDANDiscriminator, cdan_e_loss, grad_reverse, grl_coeff
 from fer_edge.train.pseudo_labels import DynamicThresholds, pseudo_label_loss
 

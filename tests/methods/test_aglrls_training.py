@@ -12,13 +12,13 @@ import torch
 from fer_edge.train import Trainer, checkpoint, load_config
 
 TINY = ["data.limit=40", "data.image_size=56", "data.batch_size=8", "model.width=0.25", "optim.max_steps=2",
-        "aglrls.source_batch=4", "aglrls.target_batch=4", "optim.epochs=3", "aglrls.source_epochs=1", "resume=true",
+        "aglrls.source_batch=4", "aglrls.target_batch=4", "optim.epochs=2", "aglrls.source_epochs=1", "resume=true",
         "eval_sets=ferplus:test,ckplus"]
 
 
 def tiny_config(out, landmarks_dir, *extra):
     return load_config(Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml",
-                       TINY + [f"out_dir={out}", f"aglrls.landmarks_dir={landmarks_dir}", *extra])
+                       TINY + [f"out_dir={out}", f"data.landmarks_dir={landmarks_dir}", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def monkeypatch_module():
 def test_two_stages_train_measure_and_report(aglrls_run, landmarks_dir):
     out, trainer = aglrls_run
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [h["stage"] for h in history] == [1, 2, 2]
+    assert [h["stage"] for h in history] == ["source", "transfer", "transfer"]
     for h in history[1:]:  # stage 2 trains with every loss term and measures the learning status
         assert h["cdan_loss"] > 0 and h["ce_loss"] > 0 and 0 <= h["pseudo_label_rate"] <= 1
         assert 0 <= h["beta_mean"] <= 1
@@ -67,9 +67,10 @@ def test_two_stages_train_measure_and_report(aglrls_run, landmarks_dir):
 
 def test_the_target_pool_keeps_contempt_unlabelled_and_eval_drops_it(aglrls_run):
     _, trainer = aglrls_run
-    m = trainer.method
-    assert m.target.num_classes == 8 and trainer.classes[-1] == "fear" and len(trainer.classes) == 7
-    x_w, lm_w, x_s, lm_s, _y, _t = m.target[0]
+    target = trainer.data.role("target")
+    assert target.num_classes == 8 and trainer.classes[-1] == "fear" and len(trainer.classes) == 7
+    item = target.with_view("weak+strong")[0]
+    x_w, lm_w, x_s, lm_s = item["weak"], item["weak_landmarks"], item["strong"], item["strong_landmarks"]
     assert x_w.shape == x_s.shape == (3, 56, 56) and lm_w.shape == lm_s.shape == (5, 2)
     assert not torch.equal(x_w, x_s)  # weak and strong views differ
 
@@ -94,7 +95,8 @@ def test_source_only_variant_never_feeds_the_target_and_init_from_starts_stage_t
     assert all(torch.equal(v, start[k]) for k, v in t.model.state_dict().items())
     t.fit()
     h = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
-    assert h["stage"] == 2 and h["cdan_loss"] == 0 and h["pseudo_loss"] == 0 and h["pseudo_label_rate"] == 0
+    assert h["stage"] == "transfer" and h["ce_loss"] > 0  # the only loss term: no target face reached the model
+    assert "cdan_loss" not in h and "pseudo_loss" not in h and "pseudo_label_rate" not in h
 
 
 def test_bad_settings_are_clear_errors(tmp_path, landmarks_dir):
@@ -102,8 +104,10 @@ def test_bad_settings_are_clear_errors(tmp_path, landmarks_dir):
         Trainer(tiny_config(tmp_path, landmarks_dir, "aglrls.align=everything"))
     with pytest.raises(ValueError, match="backbone"):
         Trainer(tiny_config(tmp_path, landmarks_dir, "model.backbone=resnet18"))
-    with pytest.raises(ValueError, match="source_epochs"):
-        Trainer(tiny_config(tmp_path, landmarks_dir, "aglrls.source_epochs=9"))
+    with pytest.raises(ValueError, match="set data.target"):
+        Trainer(tiny_config(tmp_path, landmarks_dir, "data.target="))
+    with pytest.raises(ValueError, match="aglrls.taps"):
+        Trainer(tiny_config(tmp_path, landmarks_dir, "aglrls.taps=wide"))
 
 
 def test_adapts_to_a_folder_of_unlabelled_faces(tmp_path, landmarks_dir, data_root, monkeypatch_module):
@@ -111,17 +115,17 @@ def test_adapts_to_a_folder_of_unlabelled_faces(tmp_path, landmarks_dir, data_ro
     cam.mkdir(parents=True)
     for f in sorted((data_root / "ckplus48" / "CK+48").glob("*/*.png"))[::70]:
         shutil.copy(f, cam / f.name)
-    target = f"aglrls.target=unlabelled:{cam.parent}"
-    trainer = Trainer(tiny_config(tmp_path / "run", landmarks_dir, target, "optim.epochs=2", "eval_sets=ferplus:test"))
-    assert len(trainer.method.target) == 15 and (trainer.method.target.labels == -1).all()
+    target = f"data.target=unlabelled:{cam.parent}"
+    trainer = Trainer(tiny_config(tmp_path / "run", landmarks_dir, target, "optim.epochs=1", "eval_sets=ferplus:test"))
+    assert len(trainer.data.role("target")) == 15 and (trainer.data.role("target").labels == -1).all()
     trainer.fit()
     h = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert h["stage"] == 2 and h["cdan_loss"] > 0 and 0 <= h["pseudo_label_rate"] <= 1 and 0 <= h["beta_mean"] <= 1
+    assert h["stage"] == "transfer" and h["cdan_loss"] > 0 and 0 <= h["pseudo_label_rate"] <= 1 and 0 <= h["beta_mean"] <= 1
     with pytest.raises(ValueError, match="no labels to train, select or evaluate on"):
         Trainer(tiny_config(tmp_path / "bad", landmarks_dir, target, f"eval_sets=ferplus:test,unlabelled:{cam}"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no images"):
-        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, f"aglrls.target=unlabelled:{tmp_path / 'empty'}"))
+        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, f"data.target=unlabelled:{tmp_path / 'empty'}"))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +148,8 @@ def test_export_carries_all_heads_landmark_input_and_glpc_status(aglrls_run, agl
     assert all(r["agreement_with_torch"] == 1.0 and r["max_abs_diff"] < 1e-3 for r in fp32)
     beta = checkpoint.load(out / "last.pt")["method_state"]["beta"]
     with open_backend(dst / "aglrls.fp32.xml") as b:
-        assert b.meta["needs_landmarks"] and b.meta["extras"]["glpc_beta"] == beta and b.heads == 7
+        assert b.extra_inputs == ["landmarks"] and b.meta["decision"] == {"rule": "glpc", "params": {"beta": beta, "tau": 0.95}}
+        assert b.heads == 7 and b.meta["heads"][6] == "concat"
         x = np.full((2, 3, 56, 56), 128, np.float32)
         lm = np.tile(np.array([[19, 26], [37, 26], [28, 36], [21, 46], [35, 46]], np.float32), (2, 1, 1))
         assert b.infer(x, lm).shape == (2, 7, 7)
@@ -170,3 +175,47 @@ def test_recognizer_gives_the_pytorch_glpc_labels_on_ckplus(aglrls_run, aglrls_e
     # INT8 of a model trained for 4 steps (near-uniform outputs) may flip close calls: it must run
     int8 = Recognizer(dst / "aglrls.int8.xml", detector=detector).predict(files)
     assert all(len(r) == 1 and r[0].label in torch_rec.classes for r in int8)
+
+
+def test_torchrun_two_processes_shard_the_transfer_pairs(aglrls_run, tmp_path, landmarks_dir, data_root):
+    """AGLRLS under torchrun (gloo): both stages run, and each rank trains on its own share of
+    the source/target pairs (data_roles.PairedSteps), so an epoch has half the steps per rank."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "fer_edge.cli", "train", "aglrls", "--config", str(cfg), "--no-report", *TINY, "optim.max_steps=0",
+           "aglrls.steps_per_epoch=4", f"out_dir={out}", f"data.landmarks_dir={landmarks_dir}"]
+    env = dict(os.environ, FER_EDGE_PROGRESS="0", OMP_NUM_THREADS="1", FER_EDGE_DATA=str(data_root))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = checkpoint.load(out / "last.pt")
+    assert state["epoch"] == 3 and [h["stage"] for h in state["history"]] == ["source", "transfer", "transfer"]
+    assert all(np.isfinite(h["train_loss"]) for h in state["history"])
+
+
+def test_paired_steps_give_each_rank_its_own_pairs():
+    from fer_edge.train.data_roles import PairedSteps
+
+    class Faces:  # the ids are the items: enough to see which faces a step takes
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return {"image": torch.tensor([float(i)]), "label": 0, "soft_label": torch.zeros(2), "index": i}
+
+    first, second = Faces(40), Faces(10)
+    args = (first, second, ("labelled", "target"), (4, 2), 0, 3)
+    whole = PairedSteps(*args, steps=10)
+    r0, r1 = PairedSteps(*args, steps=5, rank=0, world=2), PairedSteps(*args, steps=5, rank=1, world=2)
+    as_lists = lambda pairs: [(a.tolist(), b.tolist()) for a, b in pairs]  # noqa: E731
+    assert as_lists([p for pair in zip(r0.pairs, r1.pairs) for p in pair]) == as_lists(whole.pairs)
+    batch = r1[0]
+    assert batch["index"].tolist() == whole.pairs[1][0].tolist() and "target_label" not in batch
+    assert batch["target_index"].tolist() == whole.pairs[1][1].tolist()

@@ -99,7 +99,7 @@ def test_missing_detector_weights_is_a_clear_error_and_precropped_still_works(ex
     monkeypatch.setenv("FER_EDGE_CACHE", str(tmp_path))
     monkeypatch.delenv("FER_EDGE_YUNET", raising=False)
     monkeypatch.chdir(tmp_path)
-    import fer_edge.data.paths as paths
+    import fer_edge.paths as paths
 
     monkeypatch.setattr(paths, "__file__", str(tmp_path / "a" / "b" / "c" / "p.py"))
     r = Recognizer(out / "m.fp32.onnx")
@@ -183,13 +183,15 @@ def test_the_shipped_default_model(yunet_path, group):
 
 
 def test_the_shipped_aglrls_model(yunet_path, data_root):
-    """`Recognizer("aglrls.xml")` out of the box: the shipped AGLRLS model (tools/make_aglrls_model.py)
+    """`Recognizer("aglrls.xml")` out of the box: the shipped AGLRLS model (recipes/aglrls.yaml, `python tools/recipe.py ship`)
     carries its 7 heads and learning status, and reads CK+ happiness and surprise faces, which the
     adapted model gets 100% and 95% right in its training report."""
     pytest.importorskip("openvino")
     rec = Recognizer("aglrls.xml", detector=yunet_path)
-    assert rec.meta["method"] == "aglrls" and rec.meta["needs_landmarks"] and len(rec.classes) == 7
-    beta = np.asarray(rec.meta["extras"]["glpc_beta"])
+    # exported before the method contract (schema 1): read as a landmarks input and a GLPC decision
+    assert rec.meta["method"] == "aglrls" and rec.needs_landmarks and len(rec.classes) == 7
+    assert rec.meta["decision"]["rule"] == "glpc" and rec.meta["heads"][0] == "global"
+    beta = np.asarray(rec.meta["decision"]["params"]["beta"])
     assert beta.shape == (7, 7) and ((beta >= 0) & (beta <= 1)).all()
     root = data_root / "ckplus48" / "CK+48"
     files = {c: sorted((root / c).glob("*.png"))[:30] for c in ("happy", "surprise")}

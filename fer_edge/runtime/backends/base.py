@@ -1,6 +1,8 @@
-"""The base class every backend shares: load + metadata checks, a validating `infer`, close."""
+"""The base class every backend shares: load + metadata checks, one validating `infer` driven by
+the inputs the model declares, close."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,14 @@ class BackendError(ValueError):
 class Backend:
     """Runs one exported fer_edge model on batches of preprocessed faces.
 
-    `infer(batch)` takes float32 [N, C, H, W] raw pixels (0-255, colour order per metadata;
-    the model normalises inside its graph) and returns logits [N, num_classes] float32.
-    Models whose metadata says `needs_landmarks` also take `landmarks` [N, 5, 2] float32 (x, y
-    in pixels of the model input); multi-head models (metadata extras "classifiers") return
-    [N, heads, num_classes].
-    Subclasses implement `_load() -> metadata dict` and `_infer(batch, landmarks) -> logits`.
+    `infer(batch, **inputs)` takes float32 [N, C, H, W] raw pixels (0-255, colour order per
+    metadata; the model normalises inside its graph) and every further input the metadata
+    declares, by name (AGLRLS: `landmarks` [N, 5, 2], x and y in pixels of the model input). It
+    returns logits [N, num_classes] float32, or [N, heads, num_classes] for multi-head models.
+    Inputs are checked here, once, for every backend; subclasses implement
+    `_load() -> metadata dict` and `_infer(feeds: {input name: array}) -> logits`, binding inputs
+    by name. Calls are serialised with a lock: the runtimes' inference requests and TensorRT's
+    execution context are not safe to share between threads, and the Recognizer is.
     """
 
     name = "backend"
@@ -32,6 +36,7 @@ class Backend:
         if self.path.stat().st_size == 0:
             raise BackendError(f"{self.path}: empty model file")
         self.threads, self.device = threads, device
+        self._infer_lock = threading.Lock()
         try:
             self.meta = md.validate(self._load(), str(self.path))
         except md.MetadataError:
@@ -53,32 +58,41 @@ class Backend:
         return c, h, w
 
     @property
+    def inputs(self) -> list[dict]:
+        """The graph inputs in order: {"name", "shape"} with "N" for the batch."""
+        return list(self.meta["inputs"])
+
+    @property
+    def extra_inputs(self) -> list[str]:
+        """Names of the inputs after the pixels (e.g. ["landmarks"])."""
+        return [i["name"] for i in self.meta["inputs"][1:]]
+
+    @property
     def needs_landmarks(self) -> bool:
-        return bool(self.meta.get("needs_landmarks", False))
+        return "landmarks" in self.extra_inputs
 
     @property
     def heads(self) -> int:
         """Classifiers per face (1 for ordinary models)."""
-        return len((self.meta.get("extras") or {}).get("classifiers", [])) or 1
+        return len(self.meta["heads"]) or 1
 
-    def _check_landmarks(self, landmarks, n: int) -> np.ndarray | None:
-        if not self.needs_landmarks:
-            if landmarks is not None:
-                raise ValueError(f"{self.path.name} takes no landmarks")
-            return None
-        if landmarks is None:
-            raise ValueError(f"{self.path.name} needs landmarks [N, 5, 2] with the faces (method {self.meta['method']})")
-        lm = np.asarray(landmarks)
-        if lm.dtype.kind not in "fiu":
-            raise TypeError(f"landmarks: expected numbers, got {lm.dtype}")
-        lm = lm.astype(np.float32)
-        if lm.shape != (n, 5, 2):
-            raise ValueError(f"landmarks: expected shape [{n}, 5, 2], got {tuple(lm.shape)}")
-        if not np.isfinite(lm).all():
-            raise ValueError("landmarks contain NaN or infinity")
-        return np.ascontiguousarray(lm)
+    def _check_input(self, spec: dict, value, n: int) -> np.ndarray:
+        name = spec["name"]
+        if value is None:
+            raise ValueError(f"{self.path.name} needs {name} {['N' if d == 'N' else d for d in spec['shape']]} "
+                             f"with the faces (method {self.meta['method']})")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: expected numbers, got {arr.dtype}")
+        arr = arr.astype(np.float32)
+        expected = (n, *spec["shape"][1:])
+        if arr.shape != expected:
+            raise ValueError(f"{name}: expected shape [{', '.join(map(str, expected))}], got {list(arr.shape)}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contain NaN or infinity")
+        return np.ascontiguousarray(arr)
 
-    def infer(self, batch: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+    def infer(self, batch: np.ndarray, landmarks: np.ndarray | None = None, **inputs) -> np.ndarray:
         if not isinstance(batch, np.ndarray):
             raise TypeError(f"batch: expected a numpy array [N, C, H, W], got {type(batch).__name__}")
         if batch.dtype == np.uint8:
@@ -88,15 +102,25 @@ class Backend:
         c, h, w = self.input_shape
         if batch.ndim != 4 or batch.shape[1:] != (c, h, w) or batch.shape[0] < 1:
             raise ValueError(f"batch: expected shape [N>=1, {c}, {h}, {w}], got {tuple(batch.shape)}")
-        lm = self._check_landmarks(landmarks, batch.shape[0])
-        out = self._infer(np.ascontiguousarray(batch), lm)
+        if landmarks is not None:
+            inputs["landmarks"] = landmarks
+        unknown = sorted(set(inputs) - set(self.extra_inputs))
+        if unknown:
+            takes = ", ".join(self.extra_inputs) or "only the pixels"
+            raise ValueError(f"{self.path.name} takes no {', '.join(unknown)} (its inputs: {takes})")
+        n = batch.shape[0]
+        feeds = {"pixels": np.ascontiguousarray(batch)}
+        for spec in self.meta["inputs"][1:]:
+            feeds[spec["name"]] = self._check_input(spec, inputs.get(spec["name"]), n)
+        with self._infer_lock:
+            out = self._infer(feeds)
         out = np.asarray(out, dtype=np.float32)
-        return out.reshape(batch.shape[0], self.heads, -1) if self.heads > 1 else out.reshape(batch.shape[0], -1)
+        return out.reshape(n, self.heads, -1) if self.heads > 1 else out.reshape(n, -1)
 
     def _load(self) -> dict:
         raise NotImplementedError
 
-    def _infer(self, batch: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -110,12 +134,3 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {self.meta['format']}/{self.meta['precision']})"
-
-
-def payload_digest(data: bytes, recorded: str) -> str:
-    """sha256 of a file whose metadata records its own hash: the recorded digest is swapped back
-    for the zero placeholder it replaced when the hash was taken."""
-    placeholder = b"0" * 64
-    if data.count(recorded.encode()) != 1:
-        return md.sha256_bytes(data)  # cannot be the file we wrote; the comparison will fail
-    return md.sha256_bytes(data.replace(recorded.encode(), placeholder))

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 from fer_edge import metadata as md
-from fer_edge.runtime.backends.base import Backend, BackendError, payload_digest
-
-KEY = "fer_edge"
+from fer_edge.runtime.backends.base import Backend
 
 
 class OnnxRuntimeBackend(Backend):
@@ -25,20 +23,13 @@ class OnnxRuntimeBackend(Backend):
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         custom = self.session.get_modelmeta().custom_metadata_map
-        if KEY not in custom:
+        if md.ONNX_KEY not in custom:
             raise md.MetadataError(f"{self.path}: an ONNX model without fer_edge metadata (export it with fer-edge export)")
-        meta = md.loads(custom[KEY], str(self.path))
-        md.check_payload(meta, payload_digest(self.path.read_bytes(), meta["payload_sha256"]), str(self.path))
-        outputs = self.session.get_outputs()
-        md.check_outputs(meta, outputs[0].shape[-1], str(self.path))
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        if len(self.input_names) != 1 + bool(meta.get("needs_landmarks")):
-            raise md.MetadataError(f"{self.path}: {len(self.input_names)} graph inputs do not fit the metadata "
-                                   f"(needs_landmarks={meta.get('needs_landmarks')})")
+        meta = md.loads(custom[md.ONNX_KEY], str(self.path))
+        md.check_payload(meta, md.payload_digest(self.path.read_bytes(), meta["payload_sha256"]), str(self.path))
+        md.check_outputs(meta, self.session.get_outputs()[0].shape[-1], str(self.path))
+        md.check_graph_inputs(meta, [i.name for i in self.session.get_inputs()], str(self.path))
         return meta
 
-    def _infer(self, batch, landmarks):
-        feeds = {self.input_names[0]: batch}
-        if landmarks is not None:
-            feeds[self.input_names[1]] = landmarks
+    def _infer(self, feeds):
         return self.session.run(None, feeds)[0]

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 from fer_edge import metadata as md
-from fer_edge.runtime.backends.base import Backend, BackendError, payload_digest
-
-RT_PATH = ["fer_edge", "metadata"]
+from fer_edge.runtime.backends.base import Backend, BackendError
 
 
 class OpenVINOBackend(Backend):
@@ -26,22 +24,18 @@ class OpenVINOBackend(Backend):
             raise BackendError(f"{self.path}: its weights file {bin_path.name} is missing")
         core = ov.Core()
         model = core.read_model(str(self.path))
-        if not model.has_rt_info(RT_PATH):
+        if not model.has_rt_info(md.OPENVINO_RT_PATH):
             raise md.MetadataError(f"{self.path}: an OpenVINO model without fer_edge metadata (export it with fer-edge export)")
-        meta = md.loads(model.get_rt_info(RT_PATH).astype(str), str(self.path))
+        meta = md.loads(model.get_rt_info(md.OPENVINO_RT_PATH).astype(str), str(self.path))
         data = self.path.read_bytes() + (bin_path.read_bytes() if self.path.suffix == ".xml" else b"")
-        md.check_payload(meta, payload_digest(data, meta["payload_sha256"]), str(self.path))
+        md.check_payload(meta, md.payload_digest(data, meta["payload_sha256"]), str(self.path))
         md.check_outputs(meta, model.outputs[0].get_partial_shape()[-1].get_length(), str(self.path))
-        if len(model.inputs) != 1 + bool(meta.get("needs_landmarks")):
-            raise md.MetadataError(f"{self.path}: {len(model.inputs)} graph inputs do not fit the metadata "
-                                   f"(needs_landmarks={meta.get('needs_landmarks')})")
+        md.check_graph_inputs(meta, [i.get_any_name() for i in model.inputs], str(self.path))
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.inference_precision}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         self.compiled = core.compile_model(model, "CPU" if self.device == "cpu" else self.device.upper(), config)
         return meta
 
-    def _infer(self, batch, landmarks):
-        # one infer request is not thread-safe; the compiled model makes a request per call
-        feeds = {0: batch} if landmarks is None else {0: batch, 1: landmarks}
+    def _infer(self, feeds):
         return self.compiled(feeds)[self.compiled.output(0)]

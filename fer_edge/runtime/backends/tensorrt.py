@@ -1,40 +1,27 @@
 """TensorRT backend (.engine/.plan), written against the TensorRT 10 Python API.
 
-fer_edge engines are `FERENGN1` + 4-byte little-endian header length + JSON metadata + the
-serialized plan, so that an engine carries its classes and preprocessing like the other formats.
+fer_edge engines are a metadata header (fer_edge/metadata.py: ENGINE_MAGIC) + the serialized
+plan, so that an engine carries its classes and preprocessing like the other formats.
 Device memory goes through cuda-python (`cuda.bindings.runtime`), not torch.
 TensorRT cannot be installed on the build machines; this backend runs on Jetson and GPU hosts.
 """
 from __future__ import annotations
-
-import struct
 
 import numpy as np
 
 from fer_edge import metadata as md
 from fer_edge.runtime.backends.base import Backend, BackendError
 
-MAGIC = b"FERENGN1"
-
 
 def read_engine_file(path) -> tuple[dict, bytes]:
     """(metadata, plan bytes) of a fer_edge engine file; MetadataError when it is not one."""
-    data = open(path, "rb").read()
-    if len(data) < 12 or data[:8] != MAGIC:
-        raise md.MetadataError(f"{path}: not a fer_edge engine (missing {MAGIC!r} header; build it with fer-edge export)")
-    (n,) = struct.unpack("<I", data[8:12])
-    if 12 + n > len(data):
-        raise md.MetadataError(f"{path}: truncated engine header")
-    meta = md.loads(data[12:12 + n], str(path))
-    plan = data[12 + n:]
-    md.check_payload(meta, md.sha256_bytes(plan), str(path))
-    return meta, plan
+    with open(path, "rb") as f:
+        return md.read_engine_bytes(f.read(), str(path))
 
 
 def write_engine_file(path, meta: dict, plan: bytes) -> None:
-    header = md.dumps(meta).encode()
     with open(path, "wb") as f:
-        f.write(MAGIC + struct.pack("<I", len(header)) + header + plan)
+        f.write(md.engine_file_bytes(meta, plan))
 
 
 def _check(result):
@@ -64,24 +51,32 @@ class TensorRTBackend(Backend):
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if len(self.input_names) != 1 + bool(meta.get("needs_landmarks")):
-            raise md.MetadataError(f"{self.path}: {len(self.input_names)} engine inputs do not fit the metadata "
-                                   f"(needs_landmarks={meta.get('needs_landmarks')})")
+        md.check_graph_inputs(meta, self.input_names, str(self.path))
         self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self.stream = _check(cudart.cudaStreamCreate())
         return meta
 
-    def _infer(self, batch: np.ndarray, landmarks) -> np.ndarray:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        # batches above the optimisation profile's maximum run in chunks that fit it
+        hi = (self.meta.get("batch_profile") or [None, None, None])[2]
+        n = len(feeds["pixels"])
+        if hi and n > hi:
+            return np.concatenate([self._run({k: v[i:i + hi] for k, v in feeds.items()}) for i in range(0, n, hi)])
+        return self._run(feeds)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         cudart = self._cudart
-        n = batch.shape[0]
-        host_inputs = [batch] if landmarks is None else [batch, landmarks]
+        n = len(feeds["pixels"])
         out = np.empty((n, self.heads * len(self.meta["classes"])), np.float32)
         d_ins = []
         d_out = _check(cudart.cudaMallocAsync(out.nbytes, self.stream))
         try:
             kind = cudart.cudaMemcpyKind
-            for name, host in zip(self.input_names, host_inputs):
-                self.context.set_input_shape(name, tuple(host.shape))
+            for name in self.input_names:  # bound by name, never by position
+                host = feeds[name]
+                if not self.context.set_input_shape(name, tuple(host.shape)):
+                    raise BackendError(f"{self.path.name}: TensorRT refused input {name} of shape {tuple(host.shape)} "
+                                       f"(profile {self.meta.get('batch_profile')})")
                 d_ins.append(_check(cudart.cudaMallocAsync(host.nbytes, self.stream)))
                 _check(cudart.cudaMemcpyAsync(d_ins[-1], host.ctypes.data, host.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
                 self.context.set_tensor_address(name, int(d_ins[-1]))

@@ -1,4 +1,6 @@
-"""Where the real data lives: `FER_EDGE_DATA`, else `../shared/data` when it exists."""
+"""Where things live, for every layer (data, faces, runtime): the data folder (`FER_EDGE_DATA`, else
+`../shared/data` when it exists), the per-user cache, and the image suffixes fer_edge reads.
+Neutral on purpose: `faces` and `data` both use it and never import each other for it."""
 from __future__ import annotations
 
 import os
@@ -10,7 +12,7 @@ def data_root(required: bool = True) -> Path | None:
     source checkout. Nothing is ever downloaded."""
     env = os.environ.get("FER_EDGE_DATA")
     candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
+    candidates += [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
     for c in candidates:
         if c.is_dir():
             return c.resolve()
@@ -26,3 +28,7 @@ def cache_dir() -> Path:
     env = os.environ.get("FER_EDGE_CACHE")
     base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer_edge"
     return base
+
+
+# the image files fer_edge opens from folders (datasets, `predict <folder>`, `data crop`)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})

@@ -1,0 +1,334 @@
+"""Recipes: one mechanism for every method's experiments and shipped model.
+
+A recipe (recipes/<method>.yaml) names a method's config, its variants (the ablation: overrides
+of one budget), seeds, an optional shared first run that every variant starts from (AGLRLS's
+stage 1), the control variant the gains are measured against, and how a model ships (formats to
+export, which file to pick under which accuracy rule, the deployment check, the model card). The
+same steps then serve every method:
+
+    train: every variant x seed, resuming (runs/<recipe>/<variant>/seed<k>)
+    table: one table of every run's final.json, gains over the control per seed (paired), JSON too
+    ship:  export -> pick each shipped file by its rule -> copy into fer_edge/assets ->
+           the Recognizer on real images vs the PyTorch checkpoint -> model card
+
+`python tools/recipe.py {train,table,ship} recipes/<method>.yaml`. The method contract test also
+takes its tiny smoke run from the recipe (`smoke`), so a new method brings a module, a config and
+a recipe, nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+@dataclass
+class ShipFile:
+    as_: str                          # file name in fer_edge/assets (an .xml brings its .bin)
+    candidates: list                  # format:precision, first that passes the rule ships
+    min_agreement: float = 0.0        # labels agreeing with PyTorch on the validation split
+    max_accuracy_drop: float = 1.0    # validation accuracy below PyTorch's
+    optional: bool = False            # no candidate passes: ship nothing (else an error)
+
+
+@dataclass
+class Ship:
+    variant: str
+    formats: list
+    files: list
+    card: str
+    title: str
+    deploy_check: str = ""            # a dataset spec with image files (e.g. ckplus)
+
+
+@dataclass
+class Recipe:
+    name: str
+    method: str
+    config: str
+    runs: str
+    results: str
+    smoke: list = field(default_factory=list)
+    variants: dict = field(default_factory=lambda: {"main": []})
+    seeds: list = field(default_factory=lambda: [0])
+    shared: dict | None = None        # {name, overrides, pass_as: "key={dir}/..."}
+    control: str = ""
+    report_sets: list = field(default_factory=list)  # default: the config's eval_sets
+    ship: Ship | None = None
+
+    def path(self, key: str) -> Path:
+        p = Path(getattr(self, key))
+        return p if p.is_absolute() else ROOT / p
+
+    def run_dir(self, variant: str, seed: int) -> Path:
+        return self.path("runs") / variant / f"seed{seed}"
+
+    def shared_dir(self) -> Path | None:
+        return None if not self.shared else self.path("runs") / self.shared["name"]
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    import yaml
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown recipe keys {unknown}; known: {sorted(known)}")
+    ship = data.pop("ship", None)
+    if ship is not None:
+        files = [ShipFile(as_=f.pop("as"), **f) for f in ship.pop("files")]
+        ship = Ship(files=files, **ship)
+    recipe = Recipe(ship=ship, **data)
+    if recipe.control and recipe.control not in recipe.variants:
+        raise ValueError(f"{path}: control {recipe.control!r} is not one of the variants {list(recipe.variants)}")
+    if ship is not None and ship.variant not in recipe.variants:
+        raise ValueError(f"{path}: ship.variant {ship.variant!r} is not one of the variants {list(recipe.variants)}")
+    return recipe
+
+
+def recipe_for_method(method: str) -> Recipe:
+    """The recipe in recipes/ whose method is `method` (every registered method has one)."""
+    for path in sorted((ROOT / "recipes").glob("*.yaml")):
+        recipe = load_recipe(path)
+        if recipe.method == method:
+            return recipe
+    raise FileNotFoundError(f"no recipe in {ROOT / 'recipes'} for method {method!r}")
+
+
+# -- train -------------------------------------------------------------------------------------------
+def _train_one(recipe: Recipe, overrides: list[str], out: Path, report: bool = True) -> dict:
+    from fer_edge.train import Trainer, load_config
+
+    cfg = load_config(recipe.path("config"), [*overrides, f"out_dir={out}"], method=recipe.method)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    if report and trainer.rank == 0 and not (out / "final.json").is_file():
+        trainer.report()
+    return json.loads((out / "final.json").read_text()) if (out / "final.json").is_file() else {}
+
+
+def train(recipe: Recipe, variants=None, seeds=None, extra: list[str] | None = None) -> None:
+    """Every variant x seed (resuming finished and half-finished runs), after the shared run."""
+    extra = list(extra or [])
+    variants = list(variants or recipe.variants)
+    for v in variants:
+        if v not in recipe.variants:
+            raise ValueError(f"unknown variant {v!r}; the recipe has {list(recipe.variants)}")
+    base = []
+    if recipe.shared:
+        shared = recipe.shared_dir()
+        print(f"[{recipe.name}] shared run -> {shared}", flush=True)
+        _train_one(recipe, [*recipe.shared.get("overrides", []), "seed=0", *extra], shared)
+        base = [recipe.shared["pass_as"].format(dir=shared)]
+    for seed in seeds or recipe.seeds:
+        for v in variants:
+            out = recipe.run_dir(v, seed)
+            print(f"[{recipe.name}] {v} seed {seed} -> {out}", flush=True)
+            _train_one(recipe, [*base, *recipe.variants[v], f"seed={seed}", *extra], out)
+
+
+# -- table -------------------------------------------------------------------------------------------
+def _finals(recipe: Recipe) -> dict:
+    out = {}
+    for v in recipe.variants:
+        for seed in recipe.seeds:
+            f = recipe.run_dir(v, seed) / "final.json"
+            if f.is_file():
+                out[(v, seed)] = json.loads(f.read_text())
+    return out
+
+
+def _paired(diffs: list[float]) -> dict:
+    """Mean of paired differences; with 3+ pairs a paired t-test (scipy when installed)."""
+    d = {"per_seed": diffs, "mean": float(np.mean(diffs))}
+    if len(diffs) >= 3:
+        try:
+            from scipy import stats
+
+            d["p_value"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+        except ImportError:
+            d["p_value"] = None
+    return d
+
+
+def table(recipe: Recipe, out: Path | None = None) -> str:
+    """table.md and results.json from every run's final.json (and the runs' files copied)."""
+    out = Path(out or recipe.path("results"))
+    out.mkdir(parents=True, exist_ok=True)
+    finals = _finals(recipe)
+    if not finals:
+        raise FileNotFoundError(f"no finished runs under {recipe.path('runs')} (python tools/recipe.py train ...)")
+    sets = recipe.report_sets or list(next(iter(finals.values()))["sets"])
+    rules = sorted({r for f in finals.values() for s in sets for r in f["sets"].get(s, {}).get("rules", {})})
+    head = ["variant", "seed", *[f"{s} {col}" for s in sets for col in ("accuracy", "mean class", "shared classes", *rules)]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    for (v, seed), f in finals.items():
+        cells = [v, str(seed)]
+        for s in sets:
+            r = f["sets"].get(s)
+            if r is None:
+                cells += ["not run"] * (3 + len(rules))
+                continue
+            cells += [pct(r["accuracy"]), pct(r["mean_class_accuracy"]), pct(r.get("accuracy_shared_classes"))]
+            cells += [pct(r.get("rules", {}).get(name)) for name in rules]
+        lines.append("| " + " | ".join(cells) + " |")
+        dst = out / f"{v}_seed{seed}"
+        dst.mkdir(exist_ok=True)
+        for p in recipe.run_dir(v, seed).glob("*"):
+            if p.suffix in (".json", ".jsonl", ".png"):
+                shutil.copy(p, dst / p.name)
+    results = {"recipe": recipe.name, "method": recipe.method, "runs": {f"{v}/seed{s}": f for (v, s), f in finals.items()}}
+    if recipe.control:
+        gains = {}
+        for v in recipe.variants:
+            if v == recipe.control:
+                continue
+            for s in sets:
+                diffs = [finals[(v, k)]["sets"][s]["accuracy"] - finals[(recipe.control, k)]["sets"][s]["accuracy"]
+                         for k in recipe.seeds if (v, k) in finals and (recipe.control, k) in finals
+                         and s in finals[(v, k)]["sets"] and s in finals[(recipe.control, k)]["sets"]]
+                if diffs:
+                    gains[f"{v} vs {recipe.control} on {s}"] = _paired(diffs)
+        results["gains"] = gains
+        lines += ["", f"Gains over `{recipe.control}` (same budget and seed, the method's decision rule), in points:", ""]
+        for k, g in gains.items():
+            per = ", ".join(f"{100 * d:+.2f}" for d in g["per_seed"])
+            p = f"; paired t-test p = {g['p_value']:.3g}" if g.get("p_value") is not None else ""
+            lines.append(f"- {k}: mean {100 * g['mean']:+.2f} (per seed {per}){p}")
+    lines += ["", "Accuracy in % by the method's decision rule; 'shared classes' masks the classes an eval set lacks; "
+              "rule columns show the other decision rules. Checkpoints as each final.json says (selected on the "
+              "training set's validation split, or the last epoch). Generated by `python tools/recipe.py table`."]
+    text = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return text
+
+
+# -- ship --------------------------------------------------------------------------------------------
+def deploy_check(checkpoint: Path, models: list[Path], spec: str, detector=None) -> dict:
+    """The Recognizer (detection, alignment, the metadata's inputs and decision) on an image
+    dataset, for the PyTorch checkpoint and each exported model: faces found, accuracy and
+    agreement with the checkpoint's labels. Labels are read only for the accuracy."""
+    from fer_edge import Recognizer
+    from fer_edge.train.data_roles import open_split
+
+    ds = open_split(spec, 7 if "7" in spec else 8, "gray")
+    files = [str(s.path) for s in ds.samples if s.path is not None]
+    truth = [ds.classes[s.label] for s in ds.samples if s.path is not None]
+    report = {"dataset": spec, "faces": len(files), "models": {}}
+    reference = None
+    for path in [checkpoint, *models]:
+        t = time.perf_counter()
+        rec = Recognizer(path, detector=detector)
+        results = rec.predict(files)
+        labels = [r[0].label if r else None for r in results]
+        reference = labels if reference is None else reference
+        report["models"][Path(path).name] = {
+            "faces_found": sum(1 for r in results if r),
+            "accuracy": float(np.mean([a == b for a, b in zip(labels, truth)])),
+            "agreement_with_checkpoint": float(np.mean([a == b for a, b in zip(labels, reference)])),
+            "seconds": round(time.perf_counter() - t, 2)}
+    return report
+
+
+def pick(rows: list[dict], torch_accuracy: float, entry: ShipFile) -> dict | None:
+    """The first candidate export that passes the entry's rule."""
+    by_name = {f"{r['format']}:{r['precision']}": r for r in rows if "skipped" not in r}
+    for c in entry.candidates:
+        r = by_name.get(c)
+        if r and r["agreement_with_torch"] >= entry.min_agreement and torch_accuracy - r["accuracy"] <= entry.max_accuracy_drop:
+            return r
+    if entry.optional:
+        return None
+    raise RuntimeError(f"{entry.as_}: no export among {entry.candidates} passes its rule "
+                       f"(agreement >= {entry.min_agreement}, accuracy drop <= {entry.max_accuracy_drop})")
+
+
+def ship(recipe: Recipe, seed: int | None = None, assets: Path = ASSETS) -> dict:
+    from fer_edge.export import export
+
+    if recipe.ship is None:
+        raise ValueError(f"recipe {recipe.name} ships nothing")
+    s = recipe.ship
+    seed = recipe.seeds[0] if seed is None else seed
+    run = recipe.run_dir(s.variant, seed)
+    final = json.loads((run / "final.json").read_text())
+    ckpt = Path(final["checkpoint"])  # the reported checkpoint (selected on valid, or the last epoch)
+    report = export(ckpt, s.formats, ROOT / "exports" / f"{recipe.name}_ship", name=recipe.name)
+    shipped = {}
+    for entry in s.files:
+        row = pick(report["artifacts"], report["torch_accuracy"], entry)
+        target = assets / entry.as_
+        for old in (target, target.with_suffix(".bin") if target.suffix == ".xml" else None):
+            if old is not None and old.exists():  # a file that no longer passes its rule must not linger
+                old.unlink()
+        if row is None:
+            continue
+        shutil.copy(row["file"], assets / entry.as_)
+        if entry.as_.endswith(".xml"):
+            shutil.copy(Path(row["file"]).with_suffix(".bin"), (assets / entry.as_).with_suffix(".bin"))
+        shipped[entry.as_] = row
+    check = None
+    if s.deploy_check:
+        check = deploy_check(ckpt, [assets / name for name in shipped], s.deploy_check)
+        out = recipe.path("results")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "deploy_check_shipped.json").write_text(json.dumps(check, indent=2))
+    card = model_card(recipe, final, report, shipped, check)
+    (assets / s.card).write_text(card)
+    print(card)
+    return {"shipped": shipped, "deploy_check": check}
+
+
+def model_card(recipe: Recipe, final: dict, report: dict, shipped: dict, check: dict | None) -> str:
+    from fer_edge.train.methods import method_class
+
+    run = Path(final["checkpoint"]).parent
+    cfg = json.loads((run / "config.json").read_text())
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    m, d = cfg["model"], cfg["data"]
+    classes = list(next(iter(final["sets"].values()))["per_class_accuracy"]) if final["sets"] else []
+    lines = [f"# {recipe.ship.title}", "",
+             f"- **Method**: {recipe.method} ({method_class(recipe.method).description}).",
+             f"- **Model**: {m['backbone']} x{m['width']}, {d['image_size']}x{d['image_size']} {d['color']}, "
+             f"{len(classes)} classes ({', '.join(classes)}); shipped as "
+             + ", ".join(f"`{name}` ({r['format']} {r['precision']}, {r['size_mb']:.2f} MB)" for name, r in shipped.items()) + ".",
+             f"- **Data**: {d['dataset']} train" + (f", unlabelled target {d['target']}" if d.get("target") else "")
+             + (f", unlabelled pool {d['unlabelled']}" if d.get("unlabelled") else "") + "; no pretrained weights"
+             + (f" ({m['pretrained']})" if m.get("pretrained") else "") + ".",
+             f"- **Training**: {len(history)} epochs ({', '.join(sorted({str(h.get('stage')) for h in history}))}), "
+             f"seed {final['seed']}, {sum(h.get('seconds', 0) for h in history) / 60:.0f} min; config `{recipe.config}` "
+             f"(+ variant `{recipe.ship.variant}`).",
+             f"- **Selection**: {final['selected_on']}; test sets were evaluated once, afterwards.", "",
+             f"| set | accuracy ({final.get('decision', 'argmax')}) | mean class accuracy | faces |", "|---|---|---|---|"]
+    for spec, r in final["sets"].items():
+        lines.append(f"| {spec} | {r['accuracy']:.4f} | {r['mean_class_accuracy']:.4f} | {r['count']} |")
+    lines += ["", f"Exports verified on the validation split (PyTorch accuracy {report['torch_accuracy']:.4f}):", "",
+              "| format | precision | MB | accuracy | agreement with PyTorch | ms/face (batch 1) |", "|---|---|---|---|---|---|"]
+    for r in report["artifacts"]:
+        if "skipped" not in r:
+            lines.append(f"| {r['format']} | {r['precision']} | {r['size_mb']:.2f} | {r['accuracy']:.4f} | "
+                         f"{r['agreement_with_torch']:.4f} | {r['latency_ms_batch1']:.3f} |")
+    if check:
+        lines += ["", f"Through the Recognizer on {check['dataset']} ({check['faces']} images; detection, alignment, the "
+                  "metadata's inputs and decision):", ""]
+        for name, r in check["models"].items():
+            lines.append(f"- `{name}`: faces found {r['faces_found']}, accuracy {r['accuracy']:.4f}, agreement with the "
+                         f"PyTorch checkpoint {r['agreement_with_checkpoint']:.4f}")
+    lines += ["", f"Reproduce: `python tools/recipe.py train {_rel(recipe)} && python tools/recipe.py ship {_rel(recipe)}`.", ""]
+    return "\n".join(lines)
+
+
+def _rel(recipe: Recipe) -> str:
+    return f"recipes/{recipe.method}.yaml"
