@@ -89,7 +89,7 @@ def glpc(probs: np.ndarray, beta: np.ndarray, tau: float = 0.95) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     beta = np.asarray(beta, dtype=np.float64)
     if probs.ndim != 3 or probs.shape[0] != 7:
-        raise DecisionError(f"glpc: expected probs [7, N, C], got {probs.shape}")
+        raise DecisionError(f"glpc: probs expected [7, N, C], got {probs.shape}")
     if beta.shape != (7, probs.shape[2]):
         raise DecisionError(f"glpc: expected beta [7, {probs.shape[2]}], got {beta.shape}")
     thr = confidence_thresholds(beta, tau)

@@ -89,8 +89,20 @@ class AGLRLSModel(nn.Module):
             return self.discriminators[k]
         return self.discriminators[0] if k == 0 else self.discriminators[2] if k == 6 else self.discriminators[1]
 
-    def forward(self, images, landmarks):
-        return self.net(images, landmarks)
+    def forward(self, images, landmarks, aligned=(), n_domains: int = 0, n_source: int = 0, coeff: float = 0.0,
+                entropy_grad: bool = True):
+        """The net's outputs; with `aligned` feature indices, also "cdan": the sum of their CDAN-E
+        losses over the first n_domains rows (n_source source rows first). Inside forward, so that
+        DistributedDataParallel sees the discriminators used in the pass it wraps."""
+        out = self.net(images, landmarks)
+        if aligned:
+            cdan = torch.zeros((), device=images.device)
+            for k in aligned:
+                probs = torch.softmax(out["logits"][k].float()[:n_domains], 1)
+                cdan = cdan + cdan_e_loss(self.discriminator(k), out["features"][k][:n_domains].float(), probs, n_source,
+                                          coeff, entropy_grad)
+            out["cdan"] = cdan
+        return out
 
 
 @register_method
@@ -238,8 +250,10 @@ class AGLRLS(Method):
         if a.pseudo_labels:
             parts_x.append(batch["target_strong"])
             parts_l.append(batch["target_strong_landmarks"])
-        out = ctx.model(torch.cat(parts_x), torch.cat(parts_l))  # one batch: BN sees both domains, as CDAN
-        feats, logits = out["features"], [z.float() for z in out["logits"]]
+        coeff = grl_coeff(ctx.stage_step, a.grl_max_iter or ctx.stage_steps)
+        # one batch: BN sees both domains, as CDAN; the discriminators run inside the same forward
+        out = ctx.model(torch.cat(parts_x), torch.cat(parts_l), aligned, ns + nt, ns, coeff, a.entropy_grad)
+        logits = [z.float() for z in out["logits"]]
         w = torch.tensor(TRANSFER_WEIGHTS, device=ctx.device)
         terms = {"ce": sum(w[k] * F.cross_entropy(z[:ns], ys) for k, z in enumerate(logits))}
         if a.pseudo_labels:
@@ -251,13 +265,7 @@ class AGLRLS(Method):
             terms["pseudo"] = pseudo
             ctx.log(pseudo_label_rate=float(np.mean(masks)))
         if aligned:
-            coeff = grl_coeff(ctx.stage_step, a.grl_max_iter or ctx.stage_steps)
-            cdan = torch.zeros((), device=ctx.device)
-            for k in aligned:
-                probs = torch.softmax(logits[k][:ns + nt], 1)
-                cdan = cdan + cdan_e_loss(ctx.module.discriminator(k), feats[k][:ns + nt].float(), probs, ns, coeff,
-                                          a.entropy_grad)
-            terms["cdan"] = a.cdan_weight * cdan
+            terms["cdan"] = a.cdan_weight * out["cdan"]
         ctx.log(train_acc=(logits[6][:ns].argmax(1) == ys).float().mean().item())
         return terms
 
