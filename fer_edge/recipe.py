@@ -255,7 +255,7 @@ def pick(rows: list[dict], torch_accuracy: float, entry: ShipFile) -> dict | Non
                        f"(agreement >= {entry.min_agreement}, accuracy drop <= {entry.max_accuracy_drop})")
 
 
-def ship(recipe: Recipe, seed: int | None = None, assets: Path = ASSETS) -> dict:
+def ship(recipe: Recipe, seed: int | None = None, assets: Path = ASSETS, exports: Path | None = None) -> dict:
     from fer_edge.export import export
 
     if recipe.ship is None:
@@ -265,7 +265,7 @@ def ship(recipe: Recipe, seed: int | None = None, assets: Path = ASSETS) -> dict
     run = recipe.run_dir(s.variant, seed)
     final = json.loads((run / "final.json").read_text())
     ckpt = Path(final["checkpoint"])  # the reported checkpoint (selected on valid, or the last epoch)
-    report = export(ckpt, s.formats, ROOT / "exports" / f"{recipe.name}_ship", name=recipe.name)
+    report = export(ckpt, s.formats, exports or ROOT / "exports" / f"{recipe.name}_ship", name=recipe.name)
     shipped = {}
     for entry in s.files:
         row = pick(report["artifacts"], report["torch_accuracy"], entry)

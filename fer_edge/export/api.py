@@ -160,9 +160,10 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     d = cfg.data.dataset
     val_spec = split_spec(d, cfg.select_on)
     val_set = open_split(val_spec, len(state["classes"]), cfg.data.color)
-    _attach_fields(val_set, val_spec, cfg, extra)
-    val_idx = range(min(val_limit, len(val_set))) if val_limit else None
-    val_inputs, val_y = pixels(val_set, cfg.data.image_size, val_idx, extra)
+    if val_limit:
+        val_set = val_set.subset(range(min(val_limit, len(val_set))))
+    _attach_fields(val_set, val_spec, cfg, extra)  # landmarks are detected only for the faces used
+    val_inputs, val_y = pixels(val_set, cfg.data.image_size, None, extra)
     with torch.no_grad():
         n = len(val_y)
         torch_logits = np.concatenate([graph(*[torch.from_numpy(val_inputs[k][i:i + 256]) for k in ("pixels", *extra)]).numpy()

@@ -133,7 +133,8 @@ class Trainer:
                             device=self.device, cfg=self.cfg, stage=stage, epoch=self.epoch,
                             stage_epoch=self.epoch - start, step=0, steps_per_epoch=steps, stage_step=0,
                             stage_steps=steps * (stage.epochs if stage else 0), rank=self.rank, world=self.world,
-                            log=log, outputs=self.role_outputs, autocast=self._autocast)
+                            log=log, outputs=self.role_outputs, num_faces=lambda role: len(self.data.role(role)),
+                            autocast=self._autocast)
 
     def role_outputs(self, role: str) -> np.ndarray:
         """`predict` outputs of every face of a data role, un-augmented, in eval mode."""
@@ -259,7 +260,7 @@ class Trainer:
             result["accuracy_shared_classes"] = float((decisions.decide(outputs, rule.rule, rule.params, present)[0] == labels).mean())
             result["shared_classes"] = [c for c, p in zip(self.classes, present) if p]
             rules = self.method.decision_rules()
-            if rules:  # methods with several ways to decide (AGLRLS: GLPC, averaging, single heads)
+            if rules:  # methods with several ways to decide, reported side by side
                 result["rules"] = {name: float((decisions.decide(outputs, r.rule, r.params)[0] == labels).mean())
                                    for name, r in rules.items()}
         return result

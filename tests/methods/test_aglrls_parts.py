@@ -17,7 +17,7 @@ LM = torch.tensor([[[38.3, 51.7], [73.5, 51.5], [56.0, 71.7], [41.5, 92.4], [70.
 def test_shapes_and_gradients_of_every_branch(backbone, width, shared_heads):
     # 56 px keeps the test fast: a 14x14 stage-2 map, same crop rule (clamped to [3, 10])
     torch.manual_seed(0)
-    net = AGLRLSNet(7, backbone, 56, width=width, shared_heads=shared_heads)
+    net = AGLRLSNet(7, backbone, 56, width=width, shared_heads=shared_heads, taps="backbone")
     x = torch.randn(2, 3, 56, 56)
     lm = LM.expand(2, -1, -1) / 2
     out = net(x, lm)
@@ -36,6 +36,51 @@ def test_shapes_and_gradients_of_every_branch(backbone, width, shared_heads):
             assert net.crop_nets[k - 1].out[0].weight.grad.abs().sum() > 0
             others = [net.crop_nets[j].out[0].weight.grad for j in range(5) if j != k - 1]
             assert all(g is None or g.abs().sum() == 0 for g in others)
+
+
+def test_paper_taps_give_the_branches_methods_md_maps_at_any_width():
+    """taps="paper" (the default): stage-2 map 128 ch and last map 512 ch at 28 / 7 px whatever the
+    backbone width, and crop nets 128 -> 256 -> 512; "backbone" keeps MobileNet-v2's own narrow maps."""
+    torch.manual_seed(0)
+    x, lm = torch.randn(2, 3, 112, 112), LM.expand(2, -1, -1)
+    paper = AGLRLSNet(7, "mobilenet_v2", 112, width=0.5)
+    maps = paper.backbone.forward_features(x)
+    assert paper.tap2(maps[1]).shape == (2, 128, 28, 28) and paper.tap_last(maps[-1]).shape == (2, 512, 7, 7)
+    crop = paper.crop_nets[0].blocks
+    assert (crop[0].conv1.in_channels, crop[0].conv1.out_channels, crop[2].conv1.out_channels) == (128, 256, 512)
+    assert paper.global_branch[0].in_channels == 512
+    assert paper.all_logits(x, lm).shape == (2, 7, 7)
+    narrow = AGLRLSNet(7, "mobilenet_v2", 112, width=0.5, taps="backbone")
+    assert narrow.crop_nets[0].blocks[0].conv1.in_channels == narrow.backbone.stage_channels[1] == 16
+    assert isinstance(narrow.tap2, torch.nn.Identity)
+    with pytest.raises(ValueError, match="taps"):
+        AGLRLSNet(7, "mobilenet_v2", 112, taps="wide")
+
+
+def test_cdan_e_entropy_weight_carries_the_reversed_gradient_only_when_asked():
+    torch.manual_seed(0)
+    disc = CDANDiscriminator(8, 3).eval()
+    f = torch.randn(6, 8)
+    for entropy_grad in (True, False):
+        z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        loss = cdan_e_loss(disc, f, torch.softmax(z, 1), n_source=3, coeff=0.5, entropy_grad=entropy_grad)
+        loss.backward()
+        if not entropy_grad:
+            assert z.grad is None or z.grad.abs().sum() == 0
+            continue
+        # the gradient reaching the logits is -coeff times that of the same loss without reversal
+        z2 = z.detach().clone().requires_grad_()
+        from fer_edge.train import adversarial
+
+        p = torch.softmax(z2, 1)
+        logits = disc(f, p.detach())
+        w = 1 + torch.exp(-adversarial.entropy(p))
+        wd = w.detach()
+        weight = torch.cat([w[:3] / wd[:3].sum(), w[3:] / wd[3:].sum()])
+        tgt = torch.tensor([1.0, 1, 1, 0, 0, 0])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, tgt, reduction="none")
+        ((weight * bce).sum() / (torch.cat([wd[:3] / wd[:3].sum(), wd[3:] / wd[3:].sum()])).sum()).backward()
+        assert z.grad.abs().sum() > 0 and torch.allclose(z.grad, -0.5 * z2.grad, atol=1e-6)
 
 
 def test_stage2_is_the_authors_28px_map_at_112():
@@ -71,7 +116,7 @@ def test_cdan_e_reverses_feature_gradients_and_weights_domains():
     disc.eval()  # no dropout: compare gradients deterministically
     f = torch.randn(6, 8, requires_grad=True)
     p = torch.softmax(torch.randn(6, 3), 1)
-    loss = cdan_e_loss(disc, f, p, n_source=3, coeff=1.0)
+    loss = cdan_e_loss(disc, f, p, n_source=3, coeff=1.0, entropy_grad=False)
     assert torch.isfinite(loss)
     loss.backward()
     g_rev = f.grad.clone()

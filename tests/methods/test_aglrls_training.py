@@ -13,7 +13,7 @@ from fer_edge.train import Trainer, checkpoint, load_config
 
 TINY = ["data.limit=40", "data.image_size=56", "data.batch_size=8", "model.width=0.25", "optim.max_steps=2",
         "aglrls.source_batch=4", "aglrls.target_batch=4", "optim.epochs=2", "aglrls.source_epochs=1", "resume=true",
-        "eval_sets=ferplus:test,ckplus"]
+        "eval_sets=ckplus"]
 
 
 def tiny_config(out, landmarks_dir, *extra):
@@ -116,13 +116,13 @@ def test_adapts_to_a_folder_of_unlabelled_faces(tmp_path, landmarks_dir, data_ro
     for f in sorted((data_root / "ckplus48" / "CK+48").glob("*/*.png"))[::70]:
         shutil.copy(f, cam / f.name)
     target = f"data.target=unlabelled:{cam.parent}"
-    trainer = Trainer(tiny_config(tmp_path / "run", landmarks_dir, target, "optim.epochs=1", "eval_sets=ferplus:test"))
+    trainer = Trainer(tiny_config(tmp_path / "run", landmarks_dir, target, "optim.epochs=1"))
     assert len(trainer.data.role("target")) == 15 and (trainer.data.role("target").labels == -1).all()
     trainer.fit()
     h = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert h["stage"] == "transfer" and h["cdan_loss"] > 0 and 0 <= h["pseudo_label_rate"] <= 1 and 0 <= h["beta_mean"] <= 1
     with pytest.raises(ValueError, match="no labels to train, select or evaluate on"):
-        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, target, f"eval_sets=ferplus:test,unlabelled:{cam}"))
+        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, target, f"eval_sets=ckplus,unlabelled:{cam}"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no images"):
         Trainer(tiny_config(tmp_path / "bad", landmarks_dir, f"data.target=unlabelled:{tmp_path / 'empty'}"))

@@ -136,6 +136,8 @@ class TrainContext:
     log(**scalars): values averaged over the epoch into metrics.jsonl.
     outputs(role): `predict` outputs [N, ...] of every face of a data role, un-augmented, in
     eval mode, as numpy (e.g. AGLRLS's learning status on the target pool).
+    num_faces(role): how many faces a role has (to size per-sample state, indexed by `index`).
+    autocast(): the trainer's mixed-precision context.
     """
 
     def __init__(self, **kw):
@@ -162,7 +164,9 @@ class Method:
     def __init__(self, cfg):
         self.cfg = cfg
         self.config = cfg.method_config  # the method's own section (an instance of Config)
-        self.samples: dict[str, Any] = {}  # per-sample state by dataset index, saved in checkpoints
+        # per-sample state: tensors indexed by a batch's `index` (e.g. revised candidate labels),
+        # created in setup() with ctx.num_faces(role); saved in checkpoints and restored on resume
+        self.samples: dict[str, Any] = {}
 
     @classmethod
     def check_config(cls, cfg) -> None:

@@ -1,0 +1,94 @@
+"""Recipes (fer_edge/recipe.py): loading and validation, the ship rules, the table with paired
+gains, and the whole mechanism on a real smoke run of the baseline (train -> table -> ship into
+a temporary assets folder -> the Recognizer check -> model card)."""
+import dataclasses
+import json
+import os
+
+import pytest
+
+from fer_edge import recipe as rc
+
+os.environ.setdefault("FER_EDGE_PROGRESS", "0")
+
+
+def test_the_shipped_recipes_load_and_name_their_methods():
+    for method in ("baseline", "aglrls"):
+        r = rc.recipe_for_method(method)
+        assert r.method == method and r.path("config").is_file() and r.ship is not None
+    aglrls = rc.recipe_for_method("aglrls")
+    assert aglrls.control == "source_only" and aglrls.shared["name"] == "stage1"
+    assert aglrls.ship.files[0].candidates == ["openvino:fp16", "openvino:fp32"]
+
+
+def test_bad_recipes_are_clear_errors(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("name: x\nmethod: baseline\nconfig: c\nruns: r\nresults: o\nvarients: {}\n")
+    with pytest.raises(ValueError, match="unknown recipe keys"):
+        rc.load_recipe(bad)
+    bad.write_text("name: x\nmethod: baseline\nconfig: c\nruns: r\nresults: o\nvariants: {a: []}\ncontrol: b\n")
+    with pytest.raises(ValueError, match="control 'b'"):
+        rc.load_recipe(bad)
+
+
+def test_ship_rules_pick_the_first_passing_candidate():
+    rows = [{"format": "openvino", "precision": "fp16", "agreement_with_torch": 0.9997, "accuracy": 0.80},
+            {"format": "openvino", "precision": "fp32", "agreement_with_torch": 1.0, "accuracy": 0.80},
+            {"format": "openvino", "precision": "int8", "agreement_with_torch": 0.97, "accuracy": 0.785},
+            {"format": "tensorrt", "precision": "fp16", "skipped": "no TensorRT"}]
+    exact = rc.ShipFile("m.xml", ["openvino:fp16", "openvino:fp32"], min_agreement=1.0)
+    assert rc.pick(rows, 0.80, exact)["precision"] == "fp32"
+    within = rc.ShipFile("m.int8.xml", ["openvino:int8"], max_accuracy_drop=0.01)
+    with pytest.raises(RuntimeError, match="no export"):
+        rc.pick(rows, 0.80, within)
+    assert rc.pick(rows, 0.80, dataclasses.replace(within, optional=True)) is None
+    assert rc.pick(rows, 0.79, within)["precision"] == "int8"
+    assert rc.pick(rows, 0.80, rc.ShipFile("e", ["tensorrt:fp16"], optional=True)) is None
+
+
+def _final(acc_ck, acc_fp):
+    def res(a):
+        return {"accuracy": a, "mean_class_accuracy": a, "accuracy_shared_classes": a, "count": 10,
+                "per_class_accuracy": {"neutral": a}, "rules": {"glpc": a, "average_7": a - 0.01}}
+    return {"checkpoint": "x/last.pt", "selected_on": "last epoch (no selection)", "best_epoch": 1, "val_acc": 0.5,
+            "seed": 0, "decision": "glpc", "sets": {"ckplus": res(acc_ck), "ferplus:test": res(acc_fp)}}
+
+
+def test_table_reports_every_run_and_paired_gains_over_the_control(tmp_path):
+    r = rc.Recipe(name="t", method="aglrls", config="c", runs=str(tmp_path / "runs"), results=str(tmp_path / "out"),
+                  variants={"source_only": [], "full": []}, seeds=[0, 1, 2], control="source_only")
+    accs = {("source_only", 0): 0.50, ("source_only", 1): 0.52, ("source_only", 2): 0.51,
+            ("full", 0): 0.60, ("full", 1): 0.61, ("full", 2): 0.63}
+    for (v, s), a in accs.items():
+        d = r.run_dir(v, s)
+        d.mkdir(parents=True)
+        (d / "final.json").write_text(json.dumps(_final(a, 0.8)))
+    text = rc.table(r)
+    assert text.count("| full |") == 3 and "glpc" in text and "average_7" in text
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    g = results["gains"]["full vs source_only on ckplus"]
+    assert g["per_seed"] == pytest.approx([0.10, 0.09, 0.12]) and g["mean"] == pytest.approx(0.10333, abs=1e-4)
+    assert 0 < g["p_value"] < 0.01  # three consistent +9..12 point gains
+    assert results["gains"]["full vs source_only on ferplus:test"]["mean"] == pytest.approx(0.0)
+    assert (tmp_path / "out" / "full_seed2" / "final.json").is_file()
+
+
+def test_the_baseline_recipe_trains_tables_and_ships_end_to_end(data_root, tmp_path):
+    r = dataclasses.replace(rc.recipe_for_method("baseline"), runs=str(tmp_path / "runs"), results=str(tmp_path / "results"))
+    r.ship = dataclasses.replace(r.ship, formats=["onnx:fp32", "openvino:int8"])
+    rc.train(r, extra=[*r.smoke, "eval_sets=ckplus"])
+    final = json.loads((r.run_dir("main", 0) / "final.json").read_text())
+    assert final["selected_on"] == "valid" and final["sets"]["ckplus"]["count"] == 981
+    assert "| main | 0 |" in rc.table(r)
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "default.int8.xml").write_text("stale")  # a file that no longer passes its rule must go
+    out = rc.ship(r, assets=assets, exports=tmp_path / "exports")
+    assert (assets / "default.onnx").is_file()
+    assert ("default.int8.xml" in out["shipped"]) == (assets / "default.int8.xml").is_file()
+    if (assets / "default.int8.xml").is_file():
+        assert (assets / "default.int8.xml").read_text() != "stale" and (assets / "default.int8.bin").is_file()
+    check = out["deploy_check"]
+    assert check["models"]["default.onnx"]["agreement_with_checkpoint"] == 1.0
+    card = (assets / "MODEL_CARD.md").read_text()
+    assert "ckplus" in card and "onnx" in card and "recipe.py" in card
