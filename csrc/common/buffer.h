@@ -35,6 +35,8 @@ inline DType parse_dtype(const std::string& s) {
   throw std::invalid_argument("unsupported dtype '" + s + "'");
 }
 
+inline std::string shape_str(const std::vector<int64_t>& s);
+
 // A contiguous, row-major buffer. device < 0 means host memory, otherwise a CUDA ordinal.
 struct Buffer {
   std::uintptr_t ptr = 0;
@@ -42,9 +44,16 @@ struct Buffer {
   DType dtype = DType::f32;
   int device = -1;
 
+  // Throws instead of wrapping around: a product that overflows int64 could otherwise pass the
+  // null-pointer check below as "empty" and reach the kernels.
   int64_t numel() const {
     int64_t n = 1;
-    for (int64_t s : shape) n *= s;
+    for (int64_t s : shape) {
+      if (s < 0) throw std::invalid_argument("negative extent in shape " + shape_str(shape));
+      if (__builtin_mul_overflow(n, s, &n)) {
+        throw std::invalid_argument("shape " + shape_str(shape) + " has more elements than int64 can count");
+      }
+    }
     return n;
   }
   int64_t dim(size_t i) const { return shape.at(i); }

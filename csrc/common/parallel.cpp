@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -14,10 +15,10 @@ namespace {
 int default_threads() {
   if (const char* env = std::getenv("FER_EDGE_NUM_THREADS")) {
     int n = std::atoi(env);
-    if (n > 0) return n;
+    if (n > 0) return std::min(n, kMaxThreads);
   }
   unsigned hw = std::thread::hardware_concurrency();
-  return hw ? static_cast<int>(hw) : 1;
+  return hw ? std::min(static_cast<int>(hw), kMaxThreads) : 1;
 }
 
 std::atomic<int> g_threads{0};
@@ -29,7 +30,7 @@ int get_num_threads() {
   return n > 0 ? n : default_threads();
 }
 
-void set_num_threads(int n) { g_threads.store(n > 0 ? n : 0); }
+void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, kMaxThreads) : 0); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
@@ -51,9 +52,19 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     }
   };
   std::vector<std::thread> workers;
-  workers.reserve(chunks - 1);
-  for (int64_t c = 1; c < chunks; ++c) workers.emplace_back(run, c);
+  int64_t spawned = 1;  // chunks [1, spawned) run on workers
+  try {
+    workers.reserve(chunks - 1);
+    for (int64_t c = 1; c < chunks; ++c) {
+      workers.emplace_back(run, c);
+      spawned = c + 1;
+    }
+  } catch (const std::exception&) {
+    // The OS refused a thread (limits, memory): the remaining chunks run on this thread rather
+    // than std::terminate taking the process down.
+  }
   run(0);
+  for (int64_t c = spawned; c < chunks; ++c) run(c);
   for (auto& t : workers) t.join();
   if (error) std::rethrow_exception(error);
 }

@@ -8,6 +8,10 @@
 
 namespace fer_edge {
 
+// More workers than this never help these kernels, and asking the OS for tens of thousands of
+// threads fails: set_num_threads and FER_EDGE_NUM_THREADS are capped here.
+constexpr int kMaxThreads = 256;
+
 int get_num_threads();
 void set_num_threads(int n);  // n <= 0 restores the default (FER_EDGE_NUM_THREADS or all cores)
 

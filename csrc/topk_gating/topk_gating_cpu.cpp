@@ -77,7 +77,7 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
   int32_t idx[kGatingMaxK][kLanes];
   int bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
 #pragma omp simd reduction(+ : bad)
-  for (int64_t i = 0; i < n * E; ++i) bad += z[i] != z[i];
+  for (int64_t i = 0; i < n * E; ++i) bad += (z[i] != z[i]) | (z[i] == std::numeric_limits<S>::infinity());
   if (bad) return true;  // the caller raises; nothing below may see a NaN (it marks chosen experts)
   if (n == kLanes) {
     for (int64_t e = 0; e < E; ++e) {
@@ -114,6 +114,10 @@ bool gating_block(const S* z, int64_t n, int64_t E, int64_t k, S* w_out, int64_t
       idx[j][l] = arg[l];
       buf[arg[l]][l] = std::numeric_limits<S>::quiet_NaN();
     }
+  }
+  // -inf masks an expert; a row must keep k finite logits (else its weights would be 0/0)
+  for (int64_t l = 0; l < n; ++l) {
+    if (val[k - 1][l] == -std::numeric_limits<S>::infinity()) return true;
   }
   for (int64_t j = 0; j < k; ++j) {
     for (int l = 0; l < kLanes; ++l) buf[idx[j][l]][l] = val[j][l];  // restore for the softmax

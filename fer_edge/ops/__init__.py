@@ -11,11 +11,17 @@ from fer_edge.ops.kmeans import assign_cosine, cluster_means, kmeans_cosine
 from fer_edge.ops.topk_gating import topk_gating
 
 
+MAX_THREADS = 256  # csrc/common/parallel.h: kMaxThreads
+
+
 def set_num_threads(n: int) -> None:
-    """Threads for the CPU kernels (n <= 0: the default, FER_EDGE_NUM_THREADS or all cores)."""
+    """Threads for the CPU kernels (n <= 0: the default, FER_EDGE_NUM_THREADS or all cores).
+    Capped at MAX_THREADS; when the OS refuses a thread, its share runs on the calling thread."""
     from fer_edge import _native
 
-    _native.require().set_num_threads(int(n))
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    _native.require().set_num_threads(max(-1, min(n, MAX_THREADS)))
 
 
 def get_num_threads() -> int:

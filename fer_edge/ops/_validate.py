@@ -60,3 +60,18 @@ def check_finite_cuda(name: str, t: torch.Tensor) -> None:
     """The CUDA half of the NaN/inf check (the CPU kernels report it themselves)."""
     if t.is_cuda and t.is_floating_point() and _finite_checks and not bool(torch.isfinite(t).all()):
         raise_nonfinite(name)
+
+
+def check_gating_logits(name: str, logits: torch.Tensor, k: int) -> None:
+    """topk_gating's rule for non-finite logits, the same on every device: -inf masks an expert,
+    as long as every row keeps at least k finite logits; NaN and +inf are rejected."""
+    if bool(torch.isnan(logits).any()):
+        raise ValueError(f"{name}: contains NaN")
+    if bool(torch.isposinf(logits).any()):
+        raise ValueError(f"{name}: contains +inf (only -inf is allowed, to mask an expert)")
+    finite = torch.isfinite(logits).sum(-1)
+    short = torch.nonzero(finite < k).flatten()
+    if len(short):
+        r = int(short[0])
+        raise ValueError(f"{name}: row {r} keeps {int(finite[r])} finite logits, fewer than k={k} "
+                         "(-inf masks an expert; every row needs k unmasked experts)")

@@ -14,11 +14,12 @@ MAX_K = 4
 @torch.library.custom_op("fer_edge::topk_gating", mutates_args=())
 def _gating_op(logits: torch.Tensor, k: int, return_probs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lib = _native.native()
+    if (lib is None or logits.is_cuda) and _validate.finite_checks_enabled():
+        _validate.check_gating_logits("logits", logits, k)  # the CPU kernel checks as it reads
     if lib is None:
         _native.warn_fallback("topk_gating")
         w, i, p = _reference.topk_gating(logits, k, return_probs)
         return w, i, p if p is not None else logits.new_empty(0)
-    _validate.check_finite_cuda("logits", logits)
     T, E = logits.shape
     weights = torch.empty(T, k, dtype=logits.dtype, device=logits.device)
     indices = torch.empty(T, k, dtype=torch.int64, device=logits.device)
@@ -26,6 +27,7 @@ def _gating_op(logits: torch.Tensor, k: int, return_probs: bool) -> tuple[torch.
     bad = lib.topk_gating_forward(as_buffer(lib, logits), k, as_buffer(lib, weights), as_buffer(lib, indices),
                                   as_buffer(lib, probs) if return_probs else absent(lib), stream_of(logits))
     if bad and _validate.finite_checks_enabled():
+        _validate.check_gating_logits("logits", logits, k)  # names the cause
         _validate.raise_nonfinite("logits")
     return weights, indices, probs
 
@@ -95,7 +97,8 @@ def topk_gating(logits: torch.Tensor, k: int = 2, return_probs: bool = False):
 
     Args:
         logits: [..., E] float32/float64 (float16/bfloat16 are computed in float32 and cast
-            back), E <= 64.
+            back), E <= 64. -inf masks an expert (every row must keep k finite logits); NaN
+            and +inf are errors, on every device.
         k: experts kept per token, 1 <= k <= min(4, E).
         return_probs: also return the full softmax [..., E].
 

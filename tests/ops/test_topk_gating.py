@@ -133,3 +133,24 @@ def test_exports_to_standard_onnx_ops_that_onnxruntime_runs(tmp_path):
     rw, ri, _ = R.topk_gating(z, 2)
     assert (i == ri.numpy()).all()
     torch.testing.assert_close(torch.from_numpy(w), rw)
+
+
+@pytest.mark.parametrize("row,match", [
+    ([float("inf"), float("inf"), 0.0, 1.0], r"\+inf"),
+    ([float("-inf")] * 4, "row 1 keeps 0 finite logits, fewer than k=2"),
+    ([float("-inf"), float("-inf"), float("-inf"), 1.0], "row 1 keeps 1 finite logits"),
+    ([float("nan"), 0.0, 1.0, 2.0], "NaN"),
+])
+def test_one_rule_for_non_finite_logits_on_every_device(row, match, device):
+    """-inf masks an expert while a row keeps k finite logits; +inf, NaN and over-masked rows are
+    errors (the CPU kernel used to return NaN weights for them, the CUDA path rejected every inf)."""
+    z = torch.tensor([[0.0, 1.0, 2.0, 3.0], row, [3.0, 2.0, 1.0, 0.0]], device=device)
+    with pytest.raises(ValueError, match=match):
+        topk_gating(z, 2)
+    masked = torch.tensor([[0.0, float("-inf"), 2.0, float("-inf")]], device=device)
+    w, i, p = topk_gating(masked, 2, return_probs=True)
+    assert i.tolist() == [[2, 0]] and torch.isfinite(w).all() and p[0, 1] == 0 and p[0, 3] == 0
+    from fer_edge.ops import _reference
+
+    rw, ri, _ = _reference.topk_gating(masked.cpu(), 2, False)
+    torch.testing.assert_close(w.cpu(), rw)
