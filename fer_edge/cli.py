@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from fer_edge import build_info
@@ -130,7 +131,7 @@ def _predict(args) -> int:
     rec = Recognizer(args.model, detector=args.yunet, threads=args.threads)
     src = Path(args.source)
     out = Path(args.save) if args.save else None
-    records = []
+    records, failed = [], []
     if src.suffix.lower() in VIDEO_SUFFIXES:
         cap = cv2.VideoCapture(str(src))
         if not cap.isOpened():
@@ -153,24 +154,59 @@ def _predict(args) -> int:
         if writer is not None:
             writer.release()
     else:
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else [src]
-        if out and len(files) > 1:
-            out.mkdir(parents=True, exist_ok=True)
+        if not src.exists():
+            raise FileNotFoundError(f"{src} does not exist")
+        folder = src.is_dir()
+        # entries that are folders named like images (a "x.jpg/" directory) are not images
+        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if folder else [src]
+        if folder and not files:
+            raise ValueError(f"{src} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        if out is not None:
+            _check_save_target(out, folder)
         from tqdm import tqdm
 
         # a bar for folders; per-image lines stay on stdout (the bar goes to stderr)
         for f in tqdm(files, desc=src.name, unit="img", disable=args.json or len(files) < 2):
-            results = rec.predict(f, detect=not args.no_detect)
+            try:
+                results = rec.predict(f, detect=not args.no_detect)
+            except (ValueError, TypeError, FileNotFoundError) as exc:  # one bad file never stops the others
+                failed.append(f)
+                records.append({"image": str(f), "error": str(exc)})
+                print(f"skipped {f}: {exc}", file=sys.stderr)
+                continue
             records.append({"image": str(f), "faces": [r.to_dict() for r in results]})
-            if out:
-                target = out / f"{f.stem}_fer.png" if len(files) > 1 else out
-                cv2.imwrite(str(target), draw(cv2.imread(str(f)), results))
+            if out is not None:
+                # mirror the input tree, so that a/1.jpg and b/1.jpg never overwrite each other
+                target = out / f.relative_to(src).parent / f"{f.stem}_fer.png" if folder else out
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not cv2.imwrite(str(target), draw(cv2.imread(str(f)), results)):
+                    raise OSError(f"could not write {target}")
             if not args.json:
                 summary = ", ".join(f"{r.label} {r.confidence:.2f}" for r in results) or "no face"
                 print(f"{f}: {summary}")
     if args.json:
         print(json.dumps(records if len(records) != 1 else records[0], indent=2))
+    if failed:
+        print(f"fer-edge: {len(failed)} of {len(records)} images failed (listed above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_save_target(out, folder: bool) -> None:
+    """--save: a folder for a folder of inputs (created), else an image file OpenCV can write."""
+    import cv2
+
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--save {out}: a file; a folder of images needs a folder to save into")
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if out.is_dir():
+        raise ValueError(f"--save {out}: a folder; give an image file name such as {out / 'faces.png'}")
+    if not cv2.haveImageWriter(str(out)):
+        raise ValueError(f"--save {out}: OpenCV cannot write {out.suffix or 'files without a suffix'!r} images "
+                         "(use .png or .jpg)")
+    out.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _methods_epilog(argv) -> str | None:
@@ -232,10 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     ev.set_defaults(func=_eval)
 
     add_export_parser(sub)
-    pr = sub.add_parser("predict", help="expressions of the faces in an image, a folder of images or a video")
+    pr = sub.add_parser("predict", help="expressions of the faces in an image, a folder of images or a video",
+                        epilog="Unreadable images in a folder are skipped and reported (and in --json as "
+                               "{image, error}); the exit status is 1 when any image failed, 2 for a usage error, "
+                               "0 otherwise.")
     pr.add_argument("source")
     pr.add_argument("--model", help="exported model (.onnx, .xml, .engine); default: the shipped model")
-    pr.add_argument("--save", help="annotated image (or folder for several images, or .mp4 for a video)")
+    pr.add_argument("--save", help="annotated image (a folder for a folder of images, mirroring its tree as "
+                                   "<name>_fer.png; .mp4 for a video)")
     pr.add_argument("--json", action="store_true", help="print the results as JSON")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already cropped faces")
     pr.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
@@ -252,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:  # user mistakes: one line, no traceback
+        if os.environ.get("FER_EDGE_DEBUG") == "1":
+            raise
         print(f"fer-edge: error: {exc}", file=sys.stderr)
         return 2
 

@@ -138,6 +138,10 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     from fer_edge.export.verify import compare
     from fer_edge.train.data_roles import open_split, split_spec
 
+    if val_limit < 0 or calibration_size < 1:
+        raise ValueError(f"val_limit must be >= 0 and calibration_size >= 1, got {val_limit} and {calibration_size}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"out_dir {out_dir}: a file, not a folder")
     targets = parse_targets(targets)
     if plain_names and len({f for f, _ in targets}) != len(targets):
         raise ValueError("plain_names: give one precision per format (the file names would collide)")
@@ -168,6 +172,9 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
         n = len(val_y)
         torch_logits = np.concatenate([graph(*[torch.from_numpy(val_inputs[k][i:i + 256]) for k in ("pixels", *extra)]).numpy()
                                        for i in range(0, n, 256)])
+    if not np.isfinite(torch_logits).all():
+        raise ValueError(f"{checkpoint_path}: the model gives non-finite outputs on the validation images "
+                         "(trained with a diverging loss?); nothing was exported")
     calib = None
     if any(p == "int8" for _, p in targets):
         train_spec = split_spec(d, "train")

@@ -49,10 +49,12 @@ def resolve_yunet(path: str | os.PathLike | None = None) -> Path:
         return p
     from fer_edge.paths import cache_dir, data_root
 
-    candidates = []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]))
-    candidates.append(cache_dir() / YUNET_FILE)
+    if os.environ.get(ENV_VAR):  # an explicit setting is honoured or refused, never passed over
+        p = Path(os.environ[ENV_VAR])
+        if not p.is_file():
+            raise FileNotFoundError(f"{ENV_VAR}={p}: no such file (unset it to use the cache dir or the data folder)")
+        return p
+    candidates = [cache_dir() / YUNET_FILE]
     root = data_root(required=False)
     if root is not None:
         candidates.append(root / "yunet" / YUNET_FILE)
@@ -108,12 +110,22 @@ class FaceDetector:
 
     def __init__(self, model: str | os.PathLike | None = None, score_threshold: float = 0.6,
                  nms_threshold: float = 0.3, top_k: int = 5000, min_side: int = 160, max_side: int = 640):
+        for key, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key}: expected a number in [0, 1], got {value!r}")
+        for key, value in (("top_k", top_k), ("min_side", min_side), ("max_side", max_side)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}: expected an int >= 1, got {value!r}")
+        if min_side > max_side:
+            raise ValueError(f"min_side ({min_side}) must not exceed max_side ({max_side})")
         self.model_path = resolve_yunet(model)
         try:
             self._det = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), score_threshold,
                                                   nms_threshold, top_k)
+            self._det.setInputSize((64, 64))
+            self._det.detect(np.zeros((64, 64, 3), np.uint8))  # a model that is not YuNet fails here, not later
         except cv2.error as exc:
-            raise ValueError(f"{self.model_path}: not a loadable YuNet ONNX model ({exc.msg.strip()})") from exc
+            raise ValueError(f"{self.model_path}: not a YuNet face-detection model ({exc.err.strip() or exc.msg.strip()})") from None
         self.score_threshold, self.min_side, self.max_side = score_threshold, min_side, max_side
         self._lock = threading.Lock()
 

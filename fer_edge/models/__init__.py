@@ -38,9 +38,12 @@ def build_backbone(name: str, in_channels: int = 3, image_size: int = 112, width
     return ViT(name.split("_")[1], kwargs.get("patch", 16), image_size, in_channels, kwargs.get("drop_path", 0.1))
 
 
-def load_weights(module: nn.Module, path: str | Path, strict: bool = False, prefix: str = "") -> dict:
+def load_weights(module: nn.Module, path: str | Path, strict: bool = False, prefix: str = "",
+                 require: float = 0.0) -> dict:
     """Loads a local state dict (safetensors or a torch file read with weights_only=True).
-    Returns {'missing': [...], 'unexpected': [...]}; nothing is ever downloaded."""
+    Returns {'missing': [...], 'unexpected': [...], 'loaded': n, 'total': n}; nothing is ever
+    downloaded. `require`: the fraction of the module's tensors that must load (a wrong file
+    would otherwise leave the model at its random initialisation without a word)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
@@ -57,8 +60,20 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = False, pref
         state = state["model"]
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    own = module.state_dict()
+    wrong = [k for k, v in state.items() if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ValueError(f"{path}: {len(wrong)} tensors do not fit the model's shapes (first: {wrong[0]} "
+                         f"{tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
     result = module.load_state_dict(state, strict=strict)
-    return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
+    loaded = len(own) - len(result.missing_keys)
+    if loaded < require * len(own):
+        raise ValueError(f"{path}: only {loaded} of the model's {len(own)} tensors are in this file "
+                         f"({len(result.unexpected_keys)} of its keys are unknown to the model): the wrong weights file?")
+    return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys), "loaded": loaded,
+            "total": len(own)}
 
 
 class Classifier(nn.Module):

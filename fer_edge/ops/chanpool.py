@@ -1,6 +1,7 @@
 """Channel-separated max-pool (the `chanpool` kernel) as a torch custom op with autograd."""
 from __future__ import annotations
 
+import numbers
 from functools import lru_cache
 from typing import Optional, Sequence
 
@@ -125,6 +126,8 @@ def chanpool_max(x: torch.Tensor, group_sizes: Sequence[int], drop_mask: Optiona
         group_sizes = group_sizes.tolist()
     if not isinstance(group_sizes, (list, tuple)) or not group_sizes:
         raise TypeError(f"group_sizes: expected a non-empty list of ints, got {type(group_sizes).__name__}")
+    if any(isinstance(g, bool) or not isinstance(g, numbers.Integral) for g in group_sizes):
+        raise TypeError(f"group_sizes: expected ints, got {list(group_sizes)} (sizes are never rounded)")
     sizes = [int(g) for g in group_sizes]
     if any(g < 1 for g in sizes):
         raise ValueError(f"group_sizes: every group needs >= 1 channel, got {sizes}")

@@ -95,6 +95,8 @@ def kmeans_cosine(x: torch.Tensor, k: int, iters: int = 10, init="kmeans++", see
     _validate.positive_int("iters", iters, minimum=0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed: expected an int in [0, 2**63), got {seed}")
     init_t = None
     if isinstance(init, torch.Tensor):
         P, _, D = x.shape

@@ -9,17 +9,33 @@ import numpy as np
 from fer_edge.faces.detector import as_bgr
 
 
+def read_image(path: Path, name: str = "frame") -> np.ndarray:
+    """An image file as OpenCV decodes it, or a clear error. Truncated JPEGs (no end-of-image
+    marker) are refused: OpenCV would hand back a half-decoded picture with grey rows, and a
+    prediction on it looks like any other."""
+    if path.is_dir():
+        raise ValueError(f"{name}: {path} is a directory, not an image file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: {path} does not exist")
+    data = np.fromfile(str(path), np.uint8)
+    if data.size == 0:
+        raise ValueError(f"{name}: {path} is an empty file")
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
+        raise ValueError(f"{name}: {path} is a truncated JPEG (no end-of-image marker)")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header declaring more pixels than OpenCV's limit
+        raise ValueError(f"{name}: {path} cannot be decoded ({exc.err.strip() or exc.msg.strip()})") from None
+    if img is None:
+        raise ValueError(f"{name}: {path} is not a readable image")
+    return img
+
+
 def to_bgr(frame, name: str = "frame") -> np.ndarray:
     """uint8 BGR [H, W, 3]. Paths are read with OpenCV. Documented conversions: gray and BGRA
     become BGR; uint16 keeps its top 8 bits. Float frames are refused (their scale is ambiguous)."""
     if isinstance(frame, (str, Path)):
-        path = Path(frame)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: {path} does not exist")
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise ValueError(f"{name}: {path} is not a readable image")
-        frame = img
+        frame = read_image(Path(frame), name)
     if frame is None:
         raise TypeError(f"{name}: got None (a camera that returned no frame?)")
     if not isinstance(frame, np.ndarray):

@@ -20,12 +20,17 @@ from fer_edge.runtime.frames import to_bgr
 from fer_edge.runtime.results import FaceResult
 
 
-def default_model_path() -> Path:
+def default_model_path(backend: str = "auto") -> Path:
     """The model shipped inside the package (fer_edge/assets/MODEL_CARD.md): its OpenVINO INT8
-    form when OpenVINO is installed (about 2x faster on x86 CPUs), else the ONNX FP32 form."""
+    form when OpenVINO is installed (about 2x faster on x86 CPUs), else the ONNX FP32 form; the
+    form a requested backend reads (ONNX for "onnxruntime", the IR for "openvino")."""
     assets = Path(__file__).resolve().parent.parent / "assets"
+    if backend == "tensorrt":
+        raise FileNotFoundError("no TensorRT engine is shipped (engines are built for one GPU and TensorRT version): "
+                                "build one on the device, python tools/export.py <checkpoint> --formats tensorrt:fp16, "
+                                "and pass its path")
     int8 = assets / "default.int8.xml"
-    if int8.is_file():
+    if int8.is_file() and backend in ("auto", "openvino"):
         try:
             import openvino  # noqa: F401
 
@@ -82,7 +87,9 @@ class Recognizer:
 
     def __init__(self, model: str | Path | None = None, detector=None, backend: str = "auto",
                  threads: int | None = None, max_faces: int | None = None):
-        self.model = open_backend(resolve_model_path(model) if model is not None else default_model_path(), backend,
+        if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
+            raise ValueError(f"max_faces: expected None or an int >= 1, got {max_faces!r}")
+        self.model = open_backend(resolve_model_path(model) if model is not None else default_model_path(backend), backend,
                                   threads=threads)
         self.meta = self.model.meta
         self.channels, self.size, _ = self.model.input_shape

@@ -3,6 +3,7 @@ smoothed over time (exponential moving average per track)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -79,14 +80,21 @@ def frames_from(source) -> Iterator[np.ndarray]:
     if isinstance(source, (str, int)) or hasattr(source, "__fspath__"):
         import cv2
 
+        if not isinstance(source, int) and not Path(source).is_file():
+            raise FileNotFoundError(f"video source {source} does not exist")
         cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
         if not cap.isOpened():
             raise ValueError(f"cannot open video source {source!r}")
         try:
+            count = 0
             while True:
                 ok, frame = cap.read()
                 if not ok:
+                    if count == 0:  # e.g. a text file OpenCV "opened": say so instead of yielding nothing
+                        raise ValueError(f"video source {source!r} gave no frame (not a video, or a camera that "
+                                         "returned nothing)")
                     return
+                count += 1
                 yield frame
         finally:
             cap.release()

@@ -106,6 +106,53 @@ def _check_value(key: str, value: Any, typ) -> Any:
     return value
 
 
+# (minimum, maximum) of numeric keys; None = unbounded on that side
+RANGES = {
+    "seed": (0, 2**63 - 1), "threads": (0, 1024),
+    "data.num_classes": (7, 8), "data.image_size": (8, 1024), "data.batch_size": (1, None), "data.workers": (0, 256),
+    "data.random_erasing": (0.0, 1.0), "data.limit": (0, None),
+    "model.width": (0.01, 16.0), "model.dropout": (0.0, 0.99),
+    "optim.lr": (0.0, None), "optim.momentum": (0.0, 1.0), "optim.weight_decay": (0.0, None), "optim.epochs": (0, None),
+    "optim.warmup_epochs": (0.0, None), "optim.gamma": (0.0, 1.0), "optim.label_smoothing": (0.0, 0.99),
+    "optim.max_steps": (0, None),
+}
+CHOICES = {"data.label_mode": ("majority", "probability"), "data.color": ("gray", "rgb", "bgr"),
+           "data.augment": ("none", "weak", "strong"), "optim.optimizer": ("sgd", "adamw", "adam"),
+           "optim.schedule": ("cosine", "exponential", "dann", "constant"), "model.stem": ("imagenet", "s2", "s1", "")}
+
+
+def _check_generic(cfg: TrainConfig) -> None:
+    d = cfg.to_dict()
+    for key, (lo, hi) in RANGES.items():
+        section, _, name = key.rpartition(".")
+        value = (d[section] if section else d)[name]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ValueError(f"{key}: expected a value in {bound}, got {value}")
+    for key, choices in CHOICES.items():
+        section, _, name = key.rpartition(".")
+        if d[section][name] not in choices:
+            raise ValueError(f"{key}: expected one of {choices}, got {d[section][name]!r}")
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
 def _section(cfg: TrainConfig, name: str, key: str):
     if name == cfg.method and cfg.method_config is not None:
         return cfg.method_config
@@ -163,6 +210,7 @@ def _new(method: str) -> TrainConfig:
 def _validate(cfg: TrainConfig) -> TrainConfig:
     from fer_edge.train.methods import method_class
 
+    _check_generic(cfg)
     method_class(cfg.method).check_config(cfg)
     return cfg
 
@@ -170,13 +218,7 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **defaults) -> TrainConfig:
     """Defaults <- YAML file <- `key=value` overrides. The method is known first (from the
     overrides, else the file, else the defaults), so that its own section can be read."""
-    data = {}
-    if path:
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
+    data = _read_yaml(Path(path)) if path else {}
     pairs = []
     for item in overrides or []:
         if "=" not in item:

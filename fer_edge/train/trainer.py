@@ -70,6 +70,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.method = get_method(cfg.method, cfg)
         self.stages = [s for s in self.method.stages() if s.epochs > 0]
+        if not self.stages:
+            raise ValueError(f"nothing to train: every stage of method {cfg.method} has 0 epochs (optim.epochs, ...)")
         if len({s.name for s in self.stages}) != len(self.stages):
             raise ValueError(f"method {cfg.method}: stage names must be unique")
         check_roles(cfg, self.stages)

@@ -143,7 +143,8 @@ def test_local_pretrained_weights(tmp_path):
     src = build_backbone("resnet18", 1, 48, width=0.25)
     torch.save(src.state_dict(), tmp_path / "w.pt")
     dst = build_backbone("resnet18", 1, 48, width=0.25)
-    assert load_weights(dst, tmp_path / "w.pt", strict=True) == {"missing": [], "unexpected": []}
+    n = len(dst.state_dict())
+    assert load_weights(dst, tmp_path / "w.pt", strict=True) == {"missing": [], "unexpected": [], "loaded": n, "total": n}
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a readable weights file"):

@@ -58,8 +58,9 @@ def backend_for(path: str | Path, backend: str = "auto") -> str:
         raise BackendError(f"{path}: unknown model suffix {suffix!r}; expected one of {', '.join(all_suffixes)}")
     if backend not in known:
         raise BackendError(f"unknown backend {backend!r}; valid: auto, {', '.join(known)}")
-    if backend == "openvino" and suffix not in (".xml", ".onnx"):
-        raise BackendError(f"OpenVINO reads .xml or .onnx models, not {suffix!r}")
+    readable = known[backend] + ((".onnx",) if backend == "openvino" else ())  # OpenVINO also reads ONNX
+    if suffix not in readable:
+        raise BackendError(f"{path}: the {backend} backend reads {' or '.join(readable)} files, not {suffix!r}")
     return backend
 
 

@@ -14,6 +14,15 @@ class BackendError(ValueError):
     """A model file that cannot be used: missing, corrupt, unsupported or inconsistent."""
 
 
+def cause(exc: Exception, limit: int = 600) -> str:
+    """A runtime's error in one line, with its reason: OpenVINO puts "Exception from
+    src/...cpp:84:" first and the reason ("Incorrect weights in bin file!") on later lines."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not (ln.startswith("Exception from ") and ln.endswith(":"))]
+    text = " | ".join(useful or lines)
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 class Backend:
     """Runs one exported fer_edge model on batches of preprocessed faces.
 
@@ -35,6 +44,8 @@ class Backend:
             raise FileNotFoundError(f"model file {self.path} does not exist")
         if self.path.stat().st_size == 0:
             raise BackendError(f"{self.path}: empty model file")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads: expected None or an int >= 1, got {threads!r}")
         self.threads, self.device = threads, device
         self._infer_lock = threading.Lock()
         try:
@@ -45,7 +56,7 @@ class Backend:
             raise
         except Exception as exc:  # the runtime's own parse errors, in its own words
             raise BackendError(f"{self.path}: {self.name} could not load the model ({type(exc).__name__}: "
-                               f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})") from exc
+                               f"{cause(exc)})") from exc
 
     # metadata views
     @property
@@ -115,6 +126,10 @@ class Backend:
         with self._infer_lock:
             out = self._infer(feeds)
         out = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(out).all():
+            bad = int((~np.isfinite(out.reshape(n, -1))).any(1).sum())
+            raise BackendError(f"{self.path.name}: the model gave NaN or infinite outputs for {bad} of {n} faces; the "
+                               "model itself is broken (trained with a diverging loss, or a bad conversion)")
         return out.reshape(n, self.heads, -1) if self.heads > 1 else out.reshape(n, -1)
 
     def _load(self) -> dict:

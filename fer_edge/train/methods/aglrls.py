@@ -144,7 +144,8 @@ class AGLRLS(Method):
         net = AGLRLSNet(num_classes, m.backbone, self.cfg.data.image_size, m.width, in_channels, shared_local,
                         a.shared_heads, taps=a.taps)
         if m.pretrained:
-            load_weights(net.backbone, m.pretrained)
+            info = load_weights(net.backbone, m.pretrained, require=0.5)
+            print(f"model.pretrained: loaded {info['loaded']} of {info['total']} backbone tensors from {m.pretrained}")
         return AGLRLSModel(net, num_classes, a.shared_discriminator)
 
     def stages(self) -> list[Stage]:

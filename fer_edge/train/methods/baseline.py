@@ -35,7 +35,8 @@ class Baseline(Method):
         m = self.cfg.model
         backbone = build_backbone(m.backbone, in_channels, self.cfg.data.image_size, width=m.width, stem=m.stem or None)
         if m.pretrained:
-            load_weights(backbone, m.pretrained)
+            info = load_weights(backbone, m.pretrained, require=0.5)
+            print(f"model.pretrained: loaded {info['loaded']} of {info['total']} backbone tensors from {m.pretrained}")
         return Classifier(backbone, num_classes, m.dropout)
 
     def stages(self) -> list[Stage]:
