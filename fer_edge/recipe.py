@@ -26,8 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = Path(__file__).resolve().parent / "assets"
+def _repository_root() -> Path:
+    """The fer_edge source tree recipes live in (recipes/, configs/, runs/, fer_edge/assets/):
+    $FER_EDGE_ROOT, else the working directory when it holds recipes/, else the checkout this
+    module was imported from (an editable install)."""
+    import os
+
+    for candidate in (os.environ.get("FER_EDGE_ROOT"), Path.cwd(), Path(__file__).resolve().parent.parent):
+        if candidate and (Path(candidate) / "recipes").is_dir():
+            return Path(candidate).resolve()
+    return Path.cwd()
+
+
+ROOT = _repository_root()
+ASSETS = ROOT / "fer_edge" / "assets"  # shipping writes into the source tree, never into site-packages
 
 
 @dataclass

@@ -18,8 +18,11 @@ class TensorRTUnavailable(RuntimeError):
 
 
 def tensorrt_available() -> bool:
+    """TensorRT and cuda-python (the build reads the GPU's compute capability through it, and
+    the backend moves memory with it) are both importable."""
     try:
         import tensorrt  # noqa: F401
+        from cuda.bindings import runtime  # noqa: F401
     except ImportError:
         return False
     return True
@@ -27,10 +30,9 @@ def tensorrt_available() -> bool:
 
 def build_engine(onnx_bytes: bytes, meta: dict, path: Path, precision: str, batch_sizes=(1, 8, 32),
                  workspace_mb: int = 1024, timing_cache: Path | None = None, dla_core: int | None = None) -> dict:
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise TensorRTUnavailable("tensorrt is not installed here (it is on Jetson / GPU hosts)") from exc
+    if not tensorrt_available():
+        raise TensorRTUnavailable("tensorrt and cuda-python are not both installed here (they are on Jetson / GPU hosts)")
+    import tensorrt as trt
     from fer_edge.runtime.backends.tensorrt import write_engine_file
 
     logger = trt.Logger(trt.Logger.WARNING)
