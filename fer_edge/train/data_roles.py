@@ -18,7 +18,7 @@ import torch
 from fer_edge.data import open_dataset
 from fer_edge.train.torch_data import TorchFaces
 
-LABEL_FIELDS = ("label", "soft_label")
+LABEL_FIELDS = ("label", "soft_label", "candidates")  # what unlabelled roles never carry
 UNLABELLED_PREFIX = "unlabelled:"
 
 

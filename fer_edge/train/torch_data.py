@@ -1,7 +1,8 @@
 """FaceDataset -> tensors for training: preloaded pixels, seeded views, normalisation.
 
 Items are dicts of named fields (the batch fields of the method contract, fer_edge/train/methods):
-`image` (or `weak` and `strong` for the "weak+strong" view), `label`, `soft_label`, `index`, and
+`image` (or `weak` and `strong` for the "weak+strong" view), `label`, `soft_label`, `index`,
+`candidates` (FERPlus's partial-label candidate sets, bool [K]) when the dataset has them, and
 `landmarks` (or `weak_landmarks`, `strong_landmarks`) when the faces carry landmarks.
 
 Augmentation randomness is keyed on (seed, epoch, index[, view]), never on worker or process
@@ -55,6 +56,10 @@ class TorchFaces(torch.utils.data.Dataset):
             self.targets = np.stack([it["target"] for it in items]).astype(np.float32)
         else:
             self.targets = np.eye(self.num_classes, dtype=np.float32)[np.clip(self.labels, 0, None)]
+        # FERPlus's partial-label candidate sets (classes with votes), when the dataset has them
+        self.candidates = None
+        if items and all("candidates" in it for it in items):
+            self.candidates = np.stack([np.asarray(it["candidates"], bool) for it in items])
         self.landmarks = None
         if landmarks:
             missing = sum(1 for it in items if it.get("landmarks") is None)
@@ -118,6 +123,8 @@ class TorchFaces(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         out = {"label": int(self.labels[i]), "soft_label": torch.from_numpy(self.targets[i]), "index": i}
+        if self.candidates is not None:
+            out["candidates"] = torch.from_numpy(self.candidates[i])
         views = (("weak", "weak", 0), ("strong", "strong", 1)) if self.view == "weak+strong" else (("image", self.view, 0),)
         for field, kind, salt in views:
             x, lm = self._one(i, kind, salt)

@@ -17,8 +17,9 @@ torchrun, with `data.workers` workers), the optimiser and learning-rate schedule
 AMP, the finite-loss check, progress bars, metrics, the EMA teacher, checkpoints every epoch and a
 resume that ends where an uninterrupted run would, in any stage.
 
-Batches (dicts). Each data role yields per face: `image` [B, C, S, S] (normalised), `label` [B]
-and `soft_label` [B, K] (labelled role only: unlabelled roles never carry labels), `index` [B]
+Batches (dicts). Each data role yields per face: `image` [B, C, S, S] (normalised), `label` [B],
+`soft_label` [B, K] and, for FERPlus, `candidates` [B, K] bool (labelled role only: unlabelled
+roles never carry labels or anything derived from them), `index` [B]
 (the face's index in its dataset, for per-sample state), `landmarks` [B, 5, 2] when the method's
 `fields` ask for them. A "weak+strong" view gives `weak`/`strong` (+ `weak_landmarks`,
 `strong_landmarks`) instead of `image`. The stage's first role's fields are plain; the others
