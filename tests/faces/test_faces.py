@@ -118,7 +118,7 @@ def test_model_resolution_order_and_clear_error(tmp_path, monkeypatch, yunet_pat
 def test_corrupt_model_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "yunet.onnx"
     bad.write_bytes(b"\x08\x01garbage")
-    with pytest.raises(ValueError, match="not a loadable YuNet ONNX model"):
+    with pytest.raises(ValueError, match="not a YuNet face-detection model"):
         FaceDetector(bad)
 
 
