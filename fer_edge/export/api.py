@@ -189,7 +189,8 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
     qdq = None
     report = {"checkpoint": str(checkpoint_path), "validation_set": f"{cfg.data.dataset}:{cfg.select_on}",
               "decision": rule.rule, "torch_accuracy": float((decide(torch_logits) == val_y).mean()),
-              "calibration_images": 0 if calib is None else len(calib["pixels"]), "artifacts": []}
+              "calibration_images": 0 if calib is None else len(calib["pixels"]), "artifacts": [],
+              "tensorrt_check": {"fp32": _tensorrt_findings(fp32, "FP32 graph")}}
     for fmt_name, precision in targets:
         fmt = get_format(fmt_name, precision)
         path = out_dir / (f"{name}{fmt.suffix}" if plain_names else f"{name}.{precision}{fmt.suffix}")
@@ -217,8 +218,24 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
         report["artifacts"].append(row)
         if verbose:
             print(format_row(row), flush=True)
+    if qdq is not None:
+        report["tensorrt_check"]["int8"] = _tensorrt_findings(qdq, "Q/DQ INT8 graph")
     (out_dir / f"{name}.export.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _tensorrt_findings(model, what: str) -> list[str]:
+    """The static TensorRT 10 check of a graph (tensorrt_check.py); each finding is a warning
+    naming the node, on every export, so that a graph that would not build is known before it
+    reaches a GPU."""
+    import sys
+
+    from fer_edge.export.tensorrt_check import check
+
+    findings = [str(f) for f in check(model)]
+    for f in findings:
+        print(f"warning: TensorRT would not build the {what}: {f}", file=sys.stderr)
+    return findings
 
 
 def format_row(r: dict) -> str:

@@ -52,7 +52,10 @@ def qdq_onnx(fp32_model, calibration):
         quantize_static(str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.999})
+                        # biases stay float: TensorRT's DequantizeLinear takes INT8/FP8/INT4 inputs only
+                        # (an INT32 bias DQ fails its ONNX parser; it fuses float biases into the conv)
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.999,
+                                       "QuantizeBias": False})
         return onnx.load(dst)
 
 

@@ -19,9 +19,10 @@ def landmark_cells(landmarks: torch.Tensor, image_size: int, map_size: int) -> t
     """Pixel landmarks [B, 5, 2] (x, y) -> integer cells of a map_size map: int(x * M / S),
     clamped to [3, M - 4] so that a 7x7 window always lies inside the map (the authors' [3, 24]
     for M = 28)."""
-    cells = torch.floor(landmarks * (map_size / image_size)).long()
     half = WINDOW // 2
-    return cells.clamp(half, map_size - 1 - half)
+    # clamped while still float: TensorRT's Clip takes float tensors only (an INT64 Clip fails its
+    # ONNX parser; tensorrt_check.py found it), and floor-then-clamp is exact on whole numbers
+    return torch.floor(landmarks * (map_size / image_size)).clamp(half, map_size - 1 - half).long()
 
 
 def crop_windows(fmap: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:

@@ -208,3 +208,38 @@ def test_cli_export_list(capsys):
 
     assert main(["export", "--list"]) == 0
     assert "tensorrt" in capsys.readouterr().out
+
+
+def test_the_exported_graphs_pass_the_static_tensorrt_check(exported):
+    """Every ONNX graph fer_edge exports (FP32 and the Q/DQ INT8 TensorRT builds from) uses only
+    what TensorRT 10's ONNX parser takes (the AGLRLS graph and each method's: the contract test)."""
+    from fer_edge.export.tensorrt_check import check
+
+    out, _, report = exported
+    assert report["tensorrt_check"] == {"fp32": [], "int8": []}
+    assert check(out / "m.fp32.onnx") == [] and check(out / "m.int8.onnx") == []
+
+
+def test_the_static_tensorrt_check_names_what_would_not_build():
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fer_edge.export.tensorrt_check import check, table
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("MaxPool", ["x"], ["p", "pi"], name="pool", kernel_shape=[2, 2], dilations=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "s", "zp"], ["q"], name="quant"),
+             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"], name="dequant"),
+             helper.make_node("ReduceMean", ["d", "axes_runtime"], ["m"], name="mean"),
+             helper.make_node("Det", ["m"], ["det"], name="det"),
+             helper.make_node("Gelu", ["det"], ["y"], name="mine", domain="com.example")]
+    inits = [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(3), "zp")]
+    axes = helper.make_tensor_value_info("axes_runtime", TensorProto.INT64, [1])
+    model = helper.make_model(helper.make_graph(nodes, "bad", [x, axes], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
+    found = {(f.node, f.problem.split(" ")[0]) for f in check(model)}
+    assert ("pool", "dilations") in found and ("pool", "the") in found  # dilation, Indices output
+    assert ("quant", "the") in found and ("dequant", "the") in found    # non-zero zero points
+    assert ("mean", "axes") in found and ("det", "not") in found and ("mine", "custom") in found
+    assert table()["opset"] == [9, 20] and "onnx-tensorrt" in table()["source"]

@@ -1,7 +1,7 @@
 """The method contract, for every registered method (a new method gets these tests by
 registering itself and adding its recipe): build -> one real train_step on real faces -> state
-round trip -> resume equivalence across stages -> export to ONNX -> the runtime's decision equals
-the method's decision on the same inputs."""
+round trip -> resume equivalence across stages -> export to ONNX (FP32 and Q/DQ, both passing the
+static TensorRT check) -> the runtime's decision equals the method's decision on the same inputs."""
 import dataclasses
 import io
 import os
@@ -116,9 +116,12 @@ def test_the_exported_models_decision_is_the_methods(finished, tmp_path):
 
     name, out, trainer = finished
     ckpt = trainer.report_checkpoint
-    report = export(ckpt, ["onnx:fp32"], tmp_path, name="m", val_limit=48, verbose=False)
+    report = export(ckpt, ["onnx:fp32", "onnx:int8"], tmp_path, name="m", val_limit=48, calibration_size=32,
+                    verbose=False)
     row = report["artifacts"][0]
     assert row["agreement_with_torch"] == 1.0 and row["max_abs_diff"] < 1e-3
+    # nothing in the method's graph, FP32 or Q/DQ, would stop TensorRT 10 from building it
+    assert report["tensorrt_check"] == {"fp32": [], "int8": []}
     model, method, cfg, state = load_for_export(ckpt)
     with open_backend(tmp_path / "m.fp32.onnx") as b:
         assert b.meta["method"] == name and b.meta["decision"] == method.decision().to_dict()
