@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ from fer_edge import _native, ops
 
 
 def run(code: str, **env) -> subprocess.CompletedProcess:
+    # from outside the repository: `python -c` there would import the unbuilt source tree
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, **env))
+                          env=dict(os.environ, **env), cwd=tempfile.gettempdir())
 
 
 def test_absurd_thread_counts_are_capped_not_fatal():
