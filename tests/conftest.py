@@ -17,6 +17,10 @@ os.environ["FER_EDGE_OFFLINE"] = "1"
 
 
 def pytest_sessionstart(session):
+    # on a GPU machine (benchmarks/gpu_check.sh) the CUDA tests must run: skipping them would pass
+    if os.environ.get("FER_EDGE_REQUIRE_CUDA") == "1" and not _cuda_available():
+        pytest.exit("FER_EDGE_REQUIRE_CUDA=1 but no CUDA GPU is visible to torch, or fer_edge was built without "
+                    f"CUDA (build_info: cuda={fer_edge.build_info().get('cuda')})", returncode=3)
     info = fer_edge.build_info()
     if not info["native"] and os.environ.get("FER_EDGE_ALLOW_NO_NATIVE") != "1":
         pytest.exit(

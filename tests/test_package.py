@@ -103,3 +103,24 @@ def test_buffers_refuse_non_contiguous_views():
         as_buffer(_C, torch.zeros(4, 1).expand(4, 1000))
     with pytest.raises(ValueError, match="does not match"):
         as_buffer(_C, torch.zeros(4, 3), (5, 3))
+
+
+def test_require_cuda_makes_a_machine_without_a_gpu_fail_instead_of_skip(tmp_path):
+    """benchmarks/gpu_check.sh runs the CUDA tests with FER_EDGE_REQUIRE_CUDA=1: where no GPU (or
+    no CUDA build) is there, the session must fail, not report skipped tests as a pass."""
+    from pathlib import Path
+
+    from fer_edge import build_info
+
+    try:
+        import torch
+
+        if torch.cuda.is_available() and build_info().get("cuda"):
+            pytest.skip("this machine has a GPU and a CUDA build")
+    except ImportError:
+        pass
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", str(root / "tests" / "ops" / "test_hog.py")],
+                          capture_output=True, text=True, timeout=300, cwd=root,
+                          env=dict(os.environ, FER_EDGE_REQUIRE_CUDA="1"))
+    assert proc.returncode == 3 and "FER_EDGE_REQUIRE_CUDA=1 but no CUDA GPU" in proc.stdout + proc.stderr
