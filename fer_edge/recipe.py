@@ -233,9 +233,12 @@ def deploy_check(checkpoint: Path, models: list[Path], spec: str, detector=None)
     dataset, for the PyTorch checkpoint and each exported model: faces found, accuracy and
     agreement with the checkpoint's labels. Labels are read only for the accuracy."""
     from fer_edge import Recognizer
+    from fer_edge.train import checkpoint as ckpt
     from fer_edge.train.data_roles import open_split
 
-    ds = open_split(spec, 7 if "7" in spec else 8, "gray")
+    # the model's own label view: a 7-class model is scored on the faces of its 7 classes
+    # (CK+'s contempt faces left out), as its training report was
+    ds = open_split(spec, len(ckpt.load(checkpoint)["classes"]), "gray")
     files = [str(s.path) for s in ds.samples if s.path is not None]
     truth = [ds.classes[s.label] for s in ds.samples if s.path is not None]
     report = {"dataset": spec, "faces": len(files), "models": {}}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from fer_edge.data import open_dataset
@@ -64,10 +63,7 @@ class RunData:
         d = cfg.data
         self.train_spec = split_spec(d.dataset, "train")
         self._roles: dict[str, TorchFaces] = {}
-        mode = "probability" if d.label_mode == "probability" else "majority"
-        if d.label_mode not in ("majority", "probability"):
-            raise ValueError(f"data.label_mode: expected majority or probability, got {d.label_mode!r}")
-        self._labelled_mode = mode
+        self._labelled_mode = d.label_mode  # majority | probability, checked when the config loads
 
     def _faces(self, spec: str, num_classes: int, mode: str = "majority", soft: bool = False, limit: bool = True) -> TorchFaces:
         d = self.cfg.data
@@ -196,7 +192,3 @@ def stage_loader(stage, data: RunData, epoch: int, steps: int, seed: int, rank: 
 def eval_loader(faces: TorchFaces, workers: int = 0):
     return torch.utils.data.DataLoader(faces.with_view("eval"), 256, shuffle=False, num_workers=workers,
                                        collate_fn=_Collate(False))
-
-
-def labels_of(faces: TorchFaces) -> np.ndarray:
-    return np.asarray(faces.labels)
