@@ -234,6 +234,63 @@ void update_centroids(const Points& pts, const int32_t* lab, int64_t K, float* c
   }
 }
 
+// assign_cosine in one pass over the rows: a strip of kStrip rows is transposed in registers one
+// dimension at a time (the strided loads stay in L1) and used at once for the dot products with
+// the unit centroids and for the rows' squared norms. The rows are never normalised: dividing by
+// |y| > 0 scales every dot product of a row alike, so the arg-max is the same and only the
+// winning similarity is divided (the old path wrote a normalised transposed copy of the whole
+// problem, rescaled it in a second pass and read it a third time). Ties keep the lowest index.
+// Returns true when a row held NaN or infinity.
+template <int CB>
+bool assign_rows(const float* y, int64_t M, int64_t D, const float* cent, int64_t K, int64_t* out_lab,
+                 float* out_sim) {
+  int bad = 0;  // an int: a bool |-reduction stops GCC vectorising the loop
+  for (int64_t i0 = 0; i0 < M; i0 += kStrip) {
+    const int64_t n = std::min(kStrip, M - i0);
+    const float* ys = y + i0 * D;
+    float bv[kStrip] = {}, sq[kStrip] = {};
+    int32_t bi[kStrip] = {};
+    for (int64_t c0 = 0; c0 < K; c0 += CB) {
+      const int64_t nc = std::min<int64_t>(CB, K - c0);
+      float acc[CB][kStrip] = {};
+      for (int64_t d = 0; d < D; ++d) {
+        float v[kStrip];
+        if (n == kStrip) {
+#pragma omp simd
+          for (int64_t l = 0; l < kStrip; ++l) v[l] = ys[l * D + d];
+        } else {
+          for (int64_t l = 0; l < kStrip; ++l) v[l] = l < n ? ys[l * D + d] : 0.f;
+        }
+        if (c0 == 0) {
+#pragma omp simd reduction(+ : bad)
+          for (int64_t l = 0; l < kStrip; ++l) {
+            sq[l] += v[l] * v[l];
+            bad += (v[l] - v[l] != v[l] - v[l]);
+          }
+        }
+        for (int64_t c = 0; c < CB; ++c) {
+          const float cv = c < nc ? cent[(c0 + c) * D + d] : 0.f;
+#pragma omp simd
+          for (int64_t l = 0; l < kStrip; ++l) acc[c][l] += cv * v[l];
+        }
+      }
+      for (int64_t c = 0; c < nc; ++c) {
+#pragma omp simd
+        for (int64_t l = 0; l < kStrip; ++l) {
+          const bool better = (c0 + c == 0) | (acc[c][l] > bv[l]);
+          bv[l] = better ? acc[c][l] : bv[l];
+          bi[l] = better ? static_cast<int32_t>(c0 + c) : bi[l];
+        }
+      }
+    }
+    for (int64_t l = 0; l < n; ++l) {
+      out_lab[i0 + l] = bi[l];
+      out_sim[i0 + l] = bv[l] / std::max(std::sqrt(sq[l]), 1e-12f);
+    }
+  }
+  return bad != 0;
+}
+
 }  // namespace
 
 bool kmeans_cpu(const Buffer& x, const Buffer& init_centroids, const Buffer& centroids,
@@ -286,23 +343,16 @@ bool assign_cpu(const Buffer& y, const Buffer& centroids, const Buffer& labels, 
   std::atomic<bool> bad{false};
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, M * D * K));
   parallel_for(P, grain, [&](int64_t begin, int64_t end) {
-    Points pts(M, D, false);
-    std::vector<float> cent(K * D), best(pts.Np);
-    std::vector<int32_t> lab(pts.Np);
+    std::vector<float> cent(K * D);
     for (int64_t pi = begin; pi < end; ++pi) {
-      if (pts.load(y.data<float>() + pi * M * D)) {
-        bad = true;
-        continue;
-      }
       std::copy_n(centroids.data<float>() + pi * K * D, K * D, cent.data());
       normalise_rows(cent.data(), K, D);
-      assign_points(pts, cent.data(), K, lab.data(), best.data());
-      int64_t* out_lab = labels.data<int64_t>() + pi * M;
-      float* out_sim = sim.data<float>() + pi * M;
-      for (int64_t i = 0; i < M; ++i) {
-        out_lab[i] = lab[i];
-        out_sim[i] = best[i];
-      }
+      const bool nonfinite = K <= 4
+          ? assign_rows<4>(y.data<float>() + pi * M * D, M, D, cent.data(), K, labels.data<int64_t>() + pi * M,
+                           sim.data<float>() + pi * M)
+          : assign_rows<kCentBlock>(y.data<float>() + pi * M * D, M, D, cent.data(), K,
+                                    labels.data<int64_t>() + pi * M, sim.data<float>() + pi * M);
+      if (nonfinite) bad = true;  // the caller raises (outputs are unspecified)
     }
   });
   return bad.load();

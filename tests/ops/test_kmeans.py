@@ -95,7 +95,8 @@ def test_zero_vectors_do_not_produce_nan():
     assert torch.isfinite(c).all() and lab.min() >= 0 and lab.max() < 2
 
 
-@pytest.mark.parametrize("P,M,D,K", [(1, 1, 1, 1), (3, 50, 7, 4), (4, 129, 16, 9)])
+@pytest.mark.parametrize("P,M,D,K", [(1, 1, 1, 1), (3, 50, 7, 4), (4, 129, 16, 9), (2, 16, 5, 8), (2, 33, 3, 1),
+                                     (1, 64, 128, 7), (5, 256, 4, 4)])
 def test_assign_matches_reference(P, M, D, K, device):
     g = torch.Generator().manual_seed(P * M)
     y, cent = torch.randn(P, M, D, generator=g), torch.randn(P, K, D, generator=g)
@@ -103,6 +104,13 @@ def test_assign_matches_reference(P, M, D, K, device):
     rlab, rsim = R.assign_cosine(y, cent)
     assert torch.equal(lab.cpu(), rlab)
     torch.testing.assert_close(sim.cpu(), rsim, atol=1e-6, rtol=1e-5)
+
+
+def test_assign_zero_rows_take_the_first_centroid_with_similarity_zero():
+    y = torch.randn(1, 20, 6)
+    y[0, [0, 7, 19]] = 0.0
+    lab, sim = assign_cosine(y, torch.randn(1, 3, 6))
+    assert lab[0, [0, 7, 19]].tolist() == [0, 0, 0] and sim[0, [0, 7, 19]].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_assign_ties_go_to_the_lower_index():
