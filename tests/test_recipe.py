@@ -92,3 +92,33 @@ def test_the_baseline_recipe_trains_tables_and_ships_end_to_end(data_root, tmp_p
     assert check["models"]["default.onnx"]["agreement_with_checkpoint"] == 1.0
     card = (assets / "MODEL_CARD.md").read_text()
     assert "ckplus" in card and "onnx" in card and "recipe.py" in card
+
+
+def test_mcnemar_on_a_hand_computed_case():
+    labels = [0] * 12
+    a = [0] * 10 + [1, 1]            # A wrong on faces 10, 11
+    b = [1] * 3 + [0] * 9            # B wrong on faces 0, 1, 2
+    r = rc.mcnemar(a, b, labels)     # only A right: 3 faces, only B right: 2 faces
+    assert (r["only_first_right"], r["only_second_right"]) == (3, 2)
+    assert r["p_value"] == pytest.approx(1.0)  # 2 * P(X <= 2 | n=5) = 2 * 16/32, capped at 1
+    r = rc.mcnemar([0] * 10, [1] * 10, [0] * 10)
+    assert r["p_value"] == pytest.approx(2 / 2 ** 10)
+    assert rc.mcnemar([0, 1], [0, 1], [0, 0])["p_value"] == 1.0
+
+
+def test_table_runs_mcnemar_per_seed_on_stored_predictions(tmp_path):
+    r = rc.Recipe(name="t", method="baseline", config="c", runs=str(tmp_path / "runs"), results=str(tmp_path / "out"),
+                  variants={"base": [], "full": []}, seeds=[0], control="base")
+    labels = [0] * 20
+    for v, pred in (("base", [0] * 10 + [1] * 10), ("full", [0] * 20)):
+        d = r.run_dir(v, 0)
+        d.mkdir(parents=True)
+        f = _final(0.5, 0.8)
+        f["sets"]["ckplus"].update(predictions=pred, labels=labels)
+        (d / "final.json").write_text(json.dumps(f))
+    text = rc.table(r)
+    mc = json.loads((tmp_path / "out" / "results.json").read_text())["gains"]["full vs base on ckplus"]["mcnemar_per_seed"]
+    assert mc["0"]["only_first_right"] == 10 and mc["0"]["p_value"] == pytest.approx(2 / 2 ** 10)
+    assert "McNemar" in text
+    gains = json.loads((tmp_path / "out" / "results.json").read_text())["gains"]
+    assert gains["full vs base on ferplus:test"]["mcnemar_per_seed"] == {}  # no stored predictions: no test

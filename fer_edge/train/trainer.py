@@ -257,6 +257,9 @@ class Trainer:
         result = summarize(confusion_matrix(labels, pred, len(self.classes)), self.classes)
         result["decision"] = rule.rule
         if restrict_to_present:
+            # per-face labels, in the eval set's order: paired tests between runs (recipe tables)
+            result["predictions"] = pred.astype(int).tolist()
+            result["labels"] = labels.astype(int).tolist()
             # accuracy over the classes the eval set has (CK+ has no neutral): others masked out
             present = np.bincount(labels, minlength=len(self.classes)) > 0
             result["accuracy_shared_classes"] = float((decisions.decide(outputs, rule.rule, rule.params, present)[0] == labels).mean())
