@@ -72,6 +72,9 @@ class Recipe:
     variants: dict = field(default_factory=lambda: {"main": []})
     seeds: list = field(default_factory=lambda: [0])
     shared: dict | None = None        # {name, overrides, pass_as: "key={dir}/..."}
+    # runs trained once (seed 0, not reported) before the variants whose overrides cite them as
+    # "{run:<name>}" (their folder): e.g. pre-trained encoders an ablation fine-tunes from
+    upstream: dict = field(default_factory=dict)
     control: str = ""
     report_sets: list = field(default_factory=list)  # default: the config's eval_sets
     ship: Ship | None = None
@@ -153,9 +156,24 @@ def train(recipe: Recipe, variants=None, seeds=None, extra: list[str] | None = N
         base = [recipe.shared["pass_as"].format(dir=shared)]
     for seed in seeds or recipe.seeds:
         for v in variants:
+            overrides = [_cite_upstream(recipe, o, extra) for o in recipe.variants[v]]
             out = recipe.run_dir(v, seed)
             print(f"[{recipe.name}] {v} seed {seed} -> {out}", flush=True)
-            _train_one(recipe, [*base, *recipe.variants[v], f"seed={seed}", *extra], out)
+            _train_one(recipe, [*base, *overrides, f"seed={seed}", *extra], out)
+
+
+def _cite_upstream(recipe: Recipe, override: str, extra: list[str]) -> str:
+    """Replaces "{run:<name>}" by that upstream run's folder, training it first (once; resumes)."""
+    import re
+
+    for name in re.findall(r"\{run:([\w.-]+)\}", override):
+        if name not in recipe.upstream:
+            raise ValueError(f"{override!r} cites run {name!r}; the recipe's upstream runs are {list(recipe.upstream)}")
+        out = recipe.path("runs") / name
+        print(f"[{recipe.name}] upstream run {name} -> {out}", flush=True)
+        _train_one(recipe, [*recipe.upstream[name], "seed=0", *extra], out, report=False)
+        override = override.replace(f"{{run:{name}}}", str(out))
+    return override
 
 
 # -- table -------------------------------------------------------------------------------------------

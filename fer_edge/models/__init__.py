@@ -35,7 +35,8 @@ def build_backbone(name: str, in_channels: int = 3, image_size: int = 112, width
         return ir50(in_channels, width)
     if name == "mobilenet_v2":
         return mobilenet_v2(in_channels, width, small)
-    return ViT(name.split("_")[1], kwargs.get("patch", 16), image_size, in_channels, kwargs.get("drop_path", 0.1))
+    return ViT(name.split("_")[1], kwargs.get("patch", 16), image_size, in_channels, kwargs.get("drop_path", 0.1),
+               kwargs.get("depth", 0))
 
 
 def load_weights(module: nn.Module, path: str | Path, strict: bool = False, prefix: str = "",

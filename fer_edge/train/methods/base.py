@@ -238,7 +238,8 @@ class Method:
 # -- registry ----------------------------------------------------------------------------------------
 _METHODS: dict[str, type[Method]] = {}
 # modules that register the built-in methods; imported when the registry is first read
-BUILTIN = ("fer_edge.train.methods.baseline", "fer_edge.train.methods.aglrls", "fer_edge.train.methods.cross_layer")
+BUILTIN = ("fer_edge.train.methods.baseline", "fer_edge.train.methods.aglrls", "fer_edge.train.methods.cross_layer",
+           "fer_edge.train.methods.pll")
 _loaded = False
 
 
