@@ -58,14 +58,19 @@ class PairedSampler:
     """Batches of (source indices, target indices) for domain adaptation: each step draws
     `source_batch` source and `target_batch` target samples; an epoch covers the source set once
     (last partial batch dropped) and the target set is cycled, reshuffled on every pass.
-    Deterministic for (seed, epoch).
+    With `steps`, an epoch is that many batches instead and both sets are cycled (semi-supervised
+    learning: a few labelled faces recur while the unlabelled pool is covered). Deterministic for
+    (seed, epoch).
 
     >>> s = PairedSampler(10, 3, 4, 2, seed=0)
     >>> [(len(a), len(b)) for a, b in s]
     [(4, 2), (4, 2)]
+    >>> len(list(PairedSampler(10, 30, 4, 2, seed=0, steps=7)))
+    7
     """
 
-    def __init__(self, source_len: int, target_len: int, source_batch: int, target_batch: int, seed: int = 0):
+    def __init__(self, source_len: int, target_len: int, source_batch: int, target_batch: int, seed: int = 0,
+                 steps: int = 0):
         if min(source_len, target_len) < 1:
             raise ValueError(f"both domains need samples, got source={source_len}, target={target_len}")
         if source_batch < 1 or target_batch < 1:
@@ -74,17 +79,20 @@ class PairedSampler:
             raise ValueError(f"source_batch={source_batch} exceeds the source set ({source_len})")
         self.source_len, self.target_len = source_len, target_len
         self.source_batch, self.target_batch = source_batch, target_batch
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.steps = seed, 0, steps
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.source_len // self.source_batch
+        return self.steps or self.source_len // self.source_batch
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         src = rng.permutation(self.source_len)
+        if self.steps:  # cycle the source too, each pass reshuffled (drawn after the first: same src[0] as before)
+            passes = -(-self.steps * self.source_batch // self.source_len)
+            src = np.concatenate([src] + [rng.permutation(self.source_len) for _ in range(passes - 1)])
         need = len(self) * self.target_batch
         passes = -(-need // self.target_len)
         tgt = np.concatenate([rng.permutation(self.target_len) for _ in range(passes)])

@@ -29,6 +29,8 @@ class DataConfig:
     random_erasing: float = 0.5
     landmarks_dir: str = ""           # landmark caches for methods that use landmarks (default <cache dir>/landmarks)
     limit: int = 0                    # > 0: only the first N faces of each training-side set (smoke tests; never eval sets)
+    labels_per_class: int = 0         # > 0: semi-supervised setting: the labelled role keeps a seeded draw of this many faces
+                                      # per class (seed = the run's seed); the unlabelled role is then the rest (labels withheld)
 
 
 @dataclass
@@ -110,7 +112,7 @@ def _check_value(key: str, value: Any, typ) -> Any:
 RANGES = {
     "seed": (0, 2**63 - 1), "threads": (0, 1024),
     "data.num_classes": (7, 8), "data.image_size": (8, 1024), "data.batch_size": (1, None), "data.workers": (0, 256),
-    "data.random_erasing": (0.0, 1.0), "data.limit": (0, None),
+    "data.random_erasing": (0.0, 1.0), "data.limit": (0, None), "data.labels_per_class": (0, None),
     "model.width": (0.01, 16.0), "model.dropout": (0.0, 0.99),
     "optim.lr": (0.0, None), "optim.momentum": (0.0, 1.0), "optim.weight_decay": (0.0, None), "optim.epochs": (0, None),
     "optim.warmup_epochs": (0.0, None), "optim.gamma": (0.0, 1.0), "optim.label_smoothing": (0.0, 0.99),

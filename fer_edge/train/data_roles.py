@@ -2,7 +2,9 @@
 
 - labelled: data.dataset's train split (labels in the mode data.label_mode asks for);
 - target: data.target, an unlabelled domain to adapt to;
-- unlabelled: data.unlabelled, or the labelled training faces with their labels withheld.
+- unlabelled: data.unlabelled, or the labelled training faces with their labels withheld (with
+  data.labels_per_class, the labelled role is a seeded draw of n faces per class and the
+  unlabelled role the rest of the training faces).
 Unlabelled roles keep every face (the full 8-class view, so that e.g. CK+'s contempt faces stay
 in a 7-class run's pool) and their batches never carry labels. Faces are opened once and served
 as each stage's view. Loaders shard by rank under torchrun and use data.workers workers; their
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from fer_edge.data import open_dataset
@@ -31,6 +34,18 @@ def open_split(spec: str, num_classes: int, color: str, mode: str = "majority"):
     if kind == "ferplus":
         kwargs["mode"] = mode
     return open_dataset(spec, split or None, **kwargs)
+
+
+def labelled_draw(labels, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded draw of `per_class` faces of every class (all of a class that has
+    fewer), over faces with a label (>= 0)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 20261202])
+    picked = []
+    for c in np.unique(labels[labels >= 0]):
+        idx = np.flatnonzero(labels == c)
+        picked.append(rng.choice(idx, min(per_class, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
 
 
 def split_spec(dataset: str, split: str) -> str:
@@ -65,11 +80,15 @@ class RunData:
         self._roles: dict[str, TorchFaces] = {}
         self._labelled_mode = d.label_mode  # majority | probability, checked when the config loads
 
-    def _faces(self, spec: str, num_classes: int, mode: str = "majority", soft: bool = False, limit: bool = True) -> TorchFaces:
+    def _faces(self, spec: str, num_classes: int, mode: str = "majority", soft: bool = False, limit: bool = True,
+               part: str = "") -> TorchFaces:
         d = self.cfg.data
         ds = open_split(spec, num_classes, d.color, mode)
         if d.limit and limit:
             ds = ds.subset(range(min(d.limit, len(ds))))
+        if part:
+            labelled = labelled_draw(ds.labels, d.labels_per_class, self.cfg.seed)
+            ds = ds.subset(labelled if part == "labelled" else np.setdiff1d(np.arange(len(ds)), labelled))
         if self.landmarks:
             from fer_edge.data import landmarks
 
@@ -84,12 +103,19 @@ class RunData:
         """The faces of a role (served as "eval"; stages take `.with_view`)."""
         if name not in self._roles:
             d = self.cfg.data
+            part = "labelled" if d.labels_per_class else ""
             if name == "labelled":
-                faces = self._faces(self.train_spec, d.num_classes, self._labelled_mode, soft=self._labelled_mode == "probability")
+                faces = self._faces(self.train_spec, d.num_classes, self._labelled_mode, soft=self._labelled_mode == "probability",
+                                    part=part)
             elif name == "target":
                 faces = self._faces(d.target, 8)
             elif name == "unlabelled":
-                faces = self._faces(d.unlabelled, 8) if d.unlabelled else self.role("labelled")
+                if d.unlabelled:
+                    faces = self._faces(d.unlabelled, 8)
+                elif part:  # the training faces outside the labelled draw
+                    faces = self._faces(self.train_spec, d.num_classes, self._labelled_mode, part="unlabelled")
+                else:
+                    faces = self.role("labelled")
             else:
                 raise ValueError(f"unknown data role {name!r}")
             self._roles[name] = faces
@@ -133,10 +159,10 @@ class PairedSteps(torch.utils.data.Dataset):
     seeded PairedSampler order; rank r of `world` takes pairs r, r + world, ... (each pair once)."""
 
     def __init__(self, first: TorchFaces, second: TorchFaces, roles, batches, seed: int, epoch: int, steps: int,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, cycle: bool = False):
         from fer_edge.data.splits import PairedSampler
 
-        sampler = PairedSampler(len(first), len(second), batches[0], batches[1], seed)
+        sampler = PairedSampler(len(first), len(second), batches[0], batches[1], seed, steps * world if cycle else 0)
         sampler.set_epoch(epoch)
         self.pairs = list(sampler)[rank::world][:steps]
         self.first, self.second, self.roles = first, second, roles
@@ -162,8 +188,10 @@ def stage_steps(stage, faces: list[TorchFaces], batches: list[int], world: int, 
     else:
         if len(faces[0]) < batches[0]:
             raise ValueError(f"stage {stage.name}: batch size {batches[0]} exceeds the {stage.data[0]} faces ({len(faces[0])})")
-        pairs = min(stage.steps_per_epoch or -(-len(faces[1]) // batches[1]), len(faces[0]) // batches[0])
-        steps = max(1, pairs // world)
+        if stage.steps_per_epoch:  # explicit: both roles cycle (a few labelled faces, a large pool)
+            steps = max(1, stage.steps_per_epoch // world)
+        else:
+            steps = max(1, min(-(-len(faces[1]) // batches[1]), len(faces[0]) // batches[0]) // world)
     return max(1, min(steps, max_steps) if max_steps else steps)
 
 
@@ -179,10 +207,14 @@ def stage_loader(stage, data: RunData, epoch: int, steps: int, seed: int, rank: 
                                                                       drop_last=True)
             sampler.set_epoch(epoch)
         else:
-            sampler = torch.utils.data.RandomSampler(faces[0], generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            # an explicit steps_per_epoch beyond one pass draws more passes (each a fresh permutation)
+            n = max(len(faces[0]), steps * batches[0]) if stage.steps_per_epoch else None
+            sampler = torch.utils.data.RandomSampler(faces[0], num_samples=n,
+                                                     generator=torch.Generator().manual_seed(seed * 100003 + epoch))
         return torch.utils.data.DataLoader(faces[0], batches[0], sampler=sampler, drop_last=True, num_workers=workers,
                                            collate_fn=_Collate(stage.data[0] != "labelled"))
-    steps_data = PairedSteps(faces[0], faces[1], stage.data, batches, seed, epoch, steps, rank, world)
+    steps_data = PairedSteps(faces[0], faces[1], stage.data, batches, seed, epoch, steps, rank, world,
+                             cycle=bool(stage.steps_per_epoch))
     # its own generator: a loader otherwise draws its workers' base seed from torch's global RNG,
     # which would shift the dropout masks of the step (the pairs are already seeded)
     return torch.utils.data.DataLoader(steps_data, batch_size=None, shuffle=False, num_workers=workers,

@@ -19,7 +19,10 @@ from fer_edge.data import augment
 # FER faces are gray; these are FERPlus train statistics rounded (pixel / 255).
 GRAY_MEAN, GRAY_STD = 0.50, 0.25
 RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-VIEWS = ("train", "eval", "weak", "strong", "weak+strong")
+VIEWS = ("train", "eval", "weak", "strong", "weak+strong", "weak+weak+strong")
+# the fields of the multi-view views: (field, augmentation, salt of the view's random draws)
+_MULTI = {"weak+strong": (("weak", "weak", 0), ("strong", "strong", 1)),
+          "weak+weak+strong": (("weak", "weak", 0), ("weak2", "weak", 2), ("strong", "strong", 1))}
 
 
 def normalisation(color: str) -> tuple[list[float], list[float]]:
@@ -33,7 +36,8 @@ class TorchFaces(torch.utils.data.Dataset):
 
     - "train": the run's augmentation level (`augment`: none | weak | strong) + random erasing;
     - "eval": none; "weak" / "strong": that augmentation alone;
-    - "weak+strong": FixMatch's pair of views of each face (`weak`, `strong`).
+    - "weak+strong": FixMatch's pair of views of each face (`weak`, `strong`);
+    - "weak+weak+strong": Ada-CM's two independent weak views and a strong one (`weak`, `weak2`, `strong`).
 
     landmarks=True serves each face's 5 landmarks (a landmark cache must be attached) in pixels
     of the size x size input, moved by every geometric augmentation (a flip swaps left and
@@ -125,7 +129,7 @@ class TorchFaces(torch.utils.data.Dataset):
         out = {"label": int(self.labels[i]), "soft_label": torch.from_numpy(self.targets[i]), "index": i}
         if self.candidates is not None:
             out["candidates"] = torch.from_numpy(self.candidates[i])
-        views = (("weak", "weak", 0), ("strong", "strong", 1)) if self.view == "weak+strong" else (("image", self.view, 0),)
+        views = _MULTI.get(self.view, (("image", self.view, 0),))
         for field, kind, salt in views:
             x, lm = self._one(i, kind, salt)
             out[field] = x

@@ -136,6 +136,7 @@ class Trainer:
                             stage_epoch=self.epoch - start, step=0, steps_per_epoch=steps, stage_step=0,
                             stage_steps=steps * (stage.epochs if stage else 0), rank=self.rank, world=self.world,
                             log=log, outputs=self.role_outputs, num_faces=lambda role: len(self.data.role(role)),
+                            role_labels=lambda role: np.asarray(self.data.role(role).labels),
                             autocast=self._autocast)
 
     def role_outputs(self, role: str) -> np.ndarray:

@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 ROLES = ("labelled", "target", "unlabelled")
-VIEWS = ("train", "eval", "weak", "strong", "weak+strong")
+VIEWS = ("train", "eval", "weak", "strong", "weak+strong", "weak+weak+strong")
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("cosine", "exponential", "dann", "constant")
 
@@ -49,11 +49,12 @@ class Stage:
         ("unlabelled",) for label-free pre-training. `target` is data.target; `unlabelled` is
         data.unlabelled, or the labelled training faces with their labels withheld.
     views: role -> view: "train" (data.augment + random erasing), "eval" (none), "weak",
-        "strong", "weak+strong" (two views of each face). Default "train" for the first role,
+        "strong", "weak+strong" (two views of each face), "weak+weak+strong" (`weak`, `weak2`,
+        `strong`). Default "train" for the first role,
         "weak+strong" for the others.
     batch: role -> faces per step (default data.batch_size).
     steps_per_epoch: 0 = one pass: over the first role for a single role; over the second role
-        (capped by the first role's batches) for two.
+        (capped by the first role's batches) for two. Set for two roles, both roles cycle.
     schedule: "cosine" (linear warm-up over `warmup_epochs`, then cosine to 0), "exponential"
         (lr * gamma ** epoch of the stage), "dann" (lr / (1 + 10 p) ** 0.75, p the stage's
         progress), "constant". Each parameter group's lr is the schedule's times its "lr_mult".
@@ -138,6 +139,8 @@ class TrainContext:
     outputs(role): `predict` outputs [N, ...] of every face of a data role, un-augmented, in
     eval mode, as numpy (e.g. AGLRLS's learning status on the target pool).
     num_faces(role): how many faces a role has (to size per-sample state, indexed by `index`).
+    role_labels(role): the true labels of a role's faces by `index`, for reports only (e.g. the
+    precision of pseudo labels on an unlabelled pool whose labels are hidden): never train on them.
     autocast(): the trainer's mixed-precision context.
     """
 
@@ -239,7 +242,7 @@ class Method:
 _METHODS: dict[str, type[Method]] = {}
 # modules that register the built-in methods; imported when the registry is first read
 BUILTIN = ("fer_edge.train.methods.baseline", "fer_edge.train.methods.aglrls", "fer_edge.train.methods.cross_layer",
-           "fer_edge.train.methods.pll")
+           "fer_edge.train.methods.pll", "fer_edge.train.methods.leaf")
 _loaded = False
 
 
