@@ -1,0 +1,165 @@
+"""LEAF on Ada-CM (methods.md §4): gating gradients, the load-balancing loss, ambiguous pseudo
+labels and their weights, Ada-CM thresholds, the labelled draw and the pool, cycled batches
+sharded by rank, the EMA teacher at evaluation, and real steps. The method contract test covers
+build / step / resume / export (TopK, no plugin) / the runtime's decision too."""
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fer_edge.models.leaf import MatchedMLP, MoE
+from fer_edge.train import semi_supervised as ssl
+
+os.environ.setdefault("FER_EDGE_PROGRESS", "0")
+
+
+@pytest.mark.parametrize("k,gets_gradient", [(2, True), (1, False)])
+def test_top2_gating_trains_the_gate_and_top1_does_not(k, gets_gradient):
+    torch.manual_seed(0)
+    moe = MoE(16, experts=8, k=k, noisy=False).train()
+    y, stats = moe(torch.randn(32, 16))
+    y.pow(2).sum().backward()  # the task loss alone, without the balance loss
+    grad = moe.gate.weight.grad
+    assert (grad is not None and grad.abs().sum() > 0) == gets_gradient
+
+
+def test_load_balancing_loss_on_a_hand_computed_case(monkeypatch):
+    moe = MoE(4, experts=4, k=1, noisy=False).train()
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 4.0, 0.0], [0.0, 0.0, 0.0, 4.0]])
+    monkeypatch.setattr(moe.gate, "forward", lambda x: logits)
+    _, stats = moe(torch.zeros(4, 4))
+    assert stats["usage"].tolist() == [0.5, 0.0, 0.25, 0.25]
+    p_hi, p_lo = math.exp(4) / (math.exp(4) + 3), 1 / (math.exp(4) + 3)
+    mean_p = [(2 * p_hi + 2 * p_lo) / 4, 4 * p_lo / 4, (p_hi + 3 * p_lo) / 4, (p_hi + 3 * p_lo) / 4]
+    want = 4 * (0.5 * mean_p[0] + 0.25 * mean_p[2] + 0.25 * mean_p[3])
+    assert stats["balance"].item() == pytest.approx(want, rel=1e-5)
+
+
+def test_eval_routing_matches_the_kernel_and_the_mlp_control_matches_parameters():
+    torch.manual_seed(1)
+    moe = MoE(16, experts=8, k=2, noisy=False)
+    x = torch.randn(10, 16)
+    moe.train()
+    y_train, _ = moe(x)
+    moe.eval()
+    y_eval, stats = moe(x)
+    assert torch.allclose(y_train, y_eval, atol=1e-5) and stats == {}
+    n_experts = sum(p.numel() for e in moe.experts for p in e.parameters())
+    n_mlp = sum(p.numel() for p in MatchedMLP(16, 8).parameters())
+    assert abs(n_mlp - n_experts) / n_experts < 0.5  # biases differ: 8 x (8 + 16) vs 64 + 16
+
+
+def test_ambiguous_sets_and_weights_on_hand_computed_cases():
+    q = torch.tensor([[0.92, 0.05, 0.02, 0.01, 0.0],    # S2 = .97 >= .9 -> P = {0}
+                      [0.50, 0.30, 0.15, 0.04, 0.01],   # S2 = .80, S3 = .95 -> P = {0, 1}
+                      [0.30, 0.25, 0.20, 0.15, 0.10]])  # S4 = .90 -> i = 3: P = {0, 1, 2}
+    pos, w, size = ssl.ambiguous_sets(q, mass=0.9)
+    assert size.tolist() == [1, 2, 3]
+    assert pos.tolist() == [[True, False, False, False, False], [True, True, False, False, False],
+                            [True, True, True, False, False]]
+    def weight(s_next, q_next, i):
+        m = s_next / (i + 1)
+        return min(1.0, math.log1p(50 * (m - q_next)) / math.log1p(50 * m))
+    want = [weight(0.97, 0.05, 1), weight(0.95, 0.15, 2), weight(0.90, 0.15, 3)]
+    assert w.tolist() == pytest.approx(want, rel=1e-5)
+
+
+def test_ambiguous_loss_is_the_pairwise_softplus():
+    z = torch.tensor([[2.0, 1.0, -1.0, 0.5]])
+    pos = torch.tensor([[True, True, False, False]])
+    want = math.log(1 + (math.exp(-2) + math.exp(-1)) * (math.exp(-1) + math.exp(0.5)))
+    assert ssl.ambiguous_loss(z, pos).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_adaptive_thresholds_on_a_hand_computed_case():
+    probs = np.array([[0.9, 0.1, 0.0], [0.95, 0.05, 0.0], [0.6, 0.4, 0.0], [0.1, 0.9, 0.0], [0.5, 0.5, 0.0]])
+    labels = np.array([0, 0, 1, 1, 2])
+    t = ssl.adaptive_thresholds(probs, labels, epoch=3)
+    scale = 0.97 / (1 + math.exp(-3))
+    assert t[0] == pytest.approx(max(0.8, 0.925 * scale))  # faces 0 and 1 right
+    assert t[1] == pytest.approx(max(0.8, 0.9 * scale))     # face 3 right, face 2 wrong
+    assert t[2] == 0.8                                       # nobody right: the floor
+    assert ssl.confident(torch.tensor([[0.85, 0.15, 0.0], [0.2, 0.8, 0.0]]), torch.tensor(t)).tolist() == [
+        0.85 >= t[0], 0.8 >= t[1]]
+
+
+def test_contrastive_pairs_prefers_matching_views():
+    z = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    aligned = ssl.contrastive_pairs(z, z + 0.01 * torch.randn(6, 8))
+    shuffled = ssl.contrastive_pairs(z, z[torch.tensor([1, 2, 3, 4, 5, 0])])
+    assert aligned < shuffled
+    assert ssl.contrastive_pairs(z[:0], z[:0]).item() == 0.0
+
+
+def test_labelled_draw_is_seeded_per_class_and_the_pool_is_the_rest():
+    from fer_edge.train.data_roles import labelled_draw
+
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 7)
+    a, b, c = labelled_draw(labels, 4, 0), labelled_draw(labels, 4, 0), labelled_draw(labels, 4, 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.bincount(labels[a]).tolist() == [4, 3, 4]  # class 1 has only 3
+
+
+def test_cycled_pairs_shard_by_rank():
+    from fer_edge.train.data_roles import PairedSteps
+
+    class Faces:
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return {"image": torch.tensor([float(i)]), "label": 0, "soft_label": torch.zeros(2), "index": i}
+
+    args = (Faces(6), Faces(50), ("labelled", "unlabelled"), (4, 4), 0, 2)
+    whole = PairedSteps(*args, steps=8, cycle=True)  # 8 steps from 6 labelled faces: they cycle
+    r0, r1 = PairedSteps(*args, steps=4, rank=0, world=2, cycle=True), PairedSteps(*args, steps=4, rank=1, world=2, cycle=True)
+    assert len(whole) == 8
+    flat = [p for pair in zip(r0.pairs, r1.pairs) for p in pair]
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(flat, whole.pairs))
+    assert "unlabelled_label" not in r0[0] and "unlabelled_index" in r0[0]
+
+
+def _trainer(tmp_path, *extra):
+    from fer_edge.recipe import recipe_for_method
+    from fer_edge.train import Trainer, load_config
+
+    recipe = recipe_for_method("leaf")
+    cfg = load_config(recipe.path("config"), [*recipe.smoke, f"out_dir={tmp_path}", "eval_sets=[]", *extra],
+                      method="leaf")
+    return Trainer(cfg)
+
+
+def test_real_steps_log_precision_coverage_usage_and_evaluate_the_ema_teacher(data_root, tmp_path):
+    t = _trainer(tmp_path, "optim.epochs=1", "leaf.steps_per_epoch=3", "optim.max_steps=3")
+    labelled, pool = t.data.role("labelled"), t.data.role("unlabelled")
+    assert np.bincount(labelled.labels).max() <= 4 and len(labelled) + len(pool) == 200
+    t.fit()
+    h = t.history[-1]
+    for key in ("x_loss", "u_loss", "s_loss", "balance_loss", "pseudo_coverage", "usage_semantic_min",
+                "usage_instance_e7", "threshold_mean"):
+        assert key in h and np.isfinite(h[key]), key
+    assert sum(h[f"usage_instance_e{j}"] for j in range(8)) == pytest.approx(1.0)
+    assert t.eval_model() is t.ema.module  # evaluation, reports and export use the teacher
+
+
+def test_supervised_variant_trains_only_the_labelled_faces(data_root, tmp_path):
+    t = _trainer(tmp_path, "leaf.unlabelled=false", "leaf.blocks=none", "optim.epochs=1", "optim.max_steps=2")
+    assert [s.data for s in t.stages] == [("labelled",)]
+    t.fit()
+    assert "u_loss" not in t.history[-1] and np.isfinite(t.history[-1]["x_loss"])
+
+
+def test_config_errors_are_clear():
+    from fer_edge.recipe import recipe_for_method
+    from fer_edge.train import load_config
+
+    path = recipe_for_method("leaf").path("config")
+    for bad, match in (("leaf.blocks=bank", "blocks"), ("leaf.k=5", "k"), ("data.labels_per_class=0", "labels_per_class"),
+                       ("leaf.thresholds=soft", "thresholds"), ("model.backbone=vit_tiny", "ResNet")):
+        with pytest.raises(ValueError, match=match):
+            load_config(path, [bad], method="leaf")
