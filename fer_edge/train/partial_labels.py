@@ -34,12 +34,6 @@ def pixel_targets(images: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 # -- partial labels ----------------------------------------------------------------------------------
-def random_candidates(labels: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """LW-style candidate sets for datasets without votes: the label plus every class whose
-    `flips` bit is set (drawn once per face with probability q). labels [B], flips [B, K] bool."""
-    return flips | F.one_hot(labels, flips.shape[1]).bool()
-
-
 def initial_confidence(candidates: torch.Tensor) -> torch.Tensor:
     """C = Y / |Y| over each face's candidate set."""
     y = candidates.float()

@@ -40,12 +40,6 @@ def test_pixel_targets_are_per_patch_normalised_pixels():
     assert torch.allclose(t.mean(-1), torch.zeros(1, 4), atol=1e-5)
 
 
-def test_random_candidates_always_hold_the_label():
-    labels = torch.tensor([0, 2])
-    flips = torch.tensor([[False, True, False], [False, False, False]])
-    assert pl.random_candidates(labels, flips).tolist() == [[True, True, False], [False, False, True]]
-
-
 def test_initial_confidence_is_uniform_over_candidates():
     c = pl.initial_confidence(torch.tensor([[True, False, True, False], [False, True, False, False]]))
     assert c.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0]]
@@ -135,6 +129,18 @@ def test_hog_targets_in_the_step_equal_the_reference_on_the_same_batch(data_root
     # reference's atan2 may round either way (tests/ops/test_hog.py)
     close = torch.isclose(seen["out"], ref, atol=1e-4, rtol=1e-4)
     assert close.float().mean() > 0.999
+
+
+def test_datasets_without_votes_get_seeded_random_candidate_sets(data_root, tmp_path):
+    trainer = _trainer(tmp_path, "pll.pretrain_epochs=0")
+    trainer.fit(stop_after=0)  # setup
+    cand = trainer.method.samples["random_candidates"]
+    labels = torch.from_numpy(trainer.data.role("labelled").labels)
+    assert cand[torch.arange(len(labels)), labels].all() and 0 < cand.float().mean() < 1
+    batch = {"label": labels[:3], "index": torch.arange(3)}  # a batch of a dataset without votes
+    assert torch.equal(trainer.method.candidates(batch), cand[:3])
+    batch["candidates"] = torch.zeros(3, 8, dtype=torch.bool)  # votes win where the data has them
+    assert not trainer.method.candidates(batch).any()
 
 
 def test_confidences_are_revised_saved_and_survive_resume(data_root, tmp_path):

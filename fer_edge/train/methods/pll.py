@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -138,11 +139,15 @@ class PLL(Method):
             meta = read_encoder_meta(a.encoder)
             print(f"pll.encoder: loaded {a.encoder} (target {meta.get('target')}, {meta.get('epochs')} pre-training epochs)")
         # per-face confidences (initialised from a face's candidate set when its first batch comes),
-        # and the LW flips that make candidate sets for datasets without votes; resumed runs load both
+        # and LW-style random candidate sets for datasets without votes (used only when a batch
+        # has no `candidates`); resumed runs load both
+        from fer_edge.data.splits import random_candidate_sets
+
         n, k = ctx.num_faces("labelled"), self.cfg.data.num_classes
-        g = torch.Generator().manual_seed(self.cfg.seed * 7919 + 17)
+        labels = np.clip(ctx.role_labels("labelled"), 0, k - 1)
         self.samples = {"confidence": torch.zeros(n, k), "seen": torch.zeros(n, dtype=torch.bool),
-                        "flips": torch.rand(n, k, generator=g) < a.candidate_q}
+                        "random_candidates": torch.from_numpy(random_candidate_sets(labels, k, a.candidate_q,
+                                                                                    self.cfg.seed))}
 
     def on_epoch_end(self, ctx) -> dict:
         if ctx.stage.name != "pretrain" or ctx.rank != 0:
@@ -184,7 +189,7 @@ class PLL(Method):
     def candidates(self, batch) -> torch.Tensor:
         if "candidates" in batch:
             return batch["candidates"].bool()
-        return pl.random_candidates(batch["label"], self.samples["flips"][batch["index"].cpu()].to(batch["label"].device))
+        return self.samples["random_candidates"][batch["index"].cpu()].to(batch["label"].device)
 
     def _finetune_step(self, ctx, batch) -> dict:
         a = self.config
