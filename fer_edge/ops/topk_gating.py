@@ -9,10 +9,16 @@ from fer_edge.ops._buffers import absent, as_buffer, stream_of
 
 MAX_EXPERTS = 64
 MAX_K = 4
+# Below this many logits (tokens x experts) an eager CPU call runs as torch ops (a stable sort and
+# softmax: the same result, ties to the lower index): the work there is a few microseconds and the Python
+# side of any op (validation, buffers, outputs, autograd) costs more than the kernel saves; at
+# LEAF's 128 tokens x 8 experts per step torch is ~1.2x faster, the kernel wins from about 3k
+# tokens (benchmarks/kernels.py, benchmarks/leaf_step.py). Tests of the kernel set it to 0.
+SMALL_CPU_LOGITS = 16384
 
 
-@torch.library.custom_op("fer_edge::topk_gating", mutates_args=())
-def _gating_op(logits: torch.Tensor, k: int, return_probs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward_impl(logits: torch.Tensor, k: int, return_probs: bool):
+    """The forward of both dispatch paths (the registered op and the eager autograd.Function)."""
     lib = _native.native()
     if (lib is None or logits.is_cuda) and _validate.finite_checks_enabled():
         _validate.check_gating_logits("logits", logits, k)  # the CPU kernel checks as it reads
@@ -32,6 +38,11 @@ def _gating_op(logits: torch.Tensor, k: int, return_probs: bool) -> tuple[torch.
     return weights, indices, probs
 
 
+@torch.library.custom_op("fer_edge::topk_gating", mutates_args=())
+def _gating_op(logits: torch.Tensor, k: int, return_probs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _forward_impl(logits, k, return_probs)
+
+
 @_gating_op.register_fake
 def _(logits, k, return_probs):
     T, E = logits.shape
@@ -39,9 +50,8 @@ def _(logits, k, return_probs):
     return logits.new_empty(T, k), logits.new_empty(T, k, dtype=torch.int64), probs
 
 
-@torch.library.custom_op("fer_edge::topk_gating_backward", mutates_args=())
-def _gating_backward_op(grad_weights: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor,
-                        grad_probs: torch.Tensor, probs: torch.Tensor, num_experts: int) -> torch.Tensor:
+def _backward_impl(grad_weights: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor,
+                   grad_probs: torch.Tensor, probs: torch.Tensor, num_experts: int) -> torch.Tensor:
     T = weights.shape[0]
     with_probs = probs.numel() > 0
     lib = _native.native()
@@ -62,6 +72,12 @@ def _gating_backward_op(grad_weights: torch.Tensor, weights: torch.Tensor, indic
     return grad_logits
 
 
+@torch.library.custom_op("fer_edge::topk_gating_backward", mutates_args=())
+def _gating_backward_op(grad_weights: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor,
+                        grad_probs: torch.Tensor, probs: torch.Tensor, num_experts: int) -> torch.Tensor:
+    return _backward_impl(grad_weights, weights, indices, grad_probs, probs, num_experts)
+
+
 @_gating_backward_op.register_fake
 def _(grad_weights, weights, indices, grad_probs, probs, num_experts):
     return weights.new_empty(weights.shape[0], num_experts)
@@ -74,18 +90,49 @@ def _setup_context(ctx, inputs, output):
     ctx.num_experts = logits.shape[1]
 
 
-def _backward(ctx, grad_weights, grad_indices, grad_probs):
+def _backward_args(ctx, grad_weights, grad_probs):
     weights, indices, probs = ctx.saved_tensors
     if grad_weights is None:
         grad_weights = torch.zeros_like(weights)
     if probs.numel() == 0 or grad_probs is None:
         grad_probs, probs = weights.new_empty(0), weights.new_empty(0)
-    grad = _gating_backward_op(grad_weights.contiguous(), weights, indices, grad_probs.contiguous(), probs,
-                               ctx.num_experts)
-    return grad, None, None
+    return grad_weights.contiguous(), weights, indices, grad_probs.contiguous(), probs, ctx.num_experts
+
+
+def _backward(ctx, grad_weights, grad_indices, grad_probs):
+    return _gating_backward_op(*_backward_args(ctx, grad_weights, grad_probs)), None, None
 
 
 _gating_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _small(logits: torch.Tensor, k: int, return_probs: bool):
+    """topk_gating with torch ops, for inputs too small to pay for a native call."""
+    if _validate.finite_checks_enabled():
+        _validate.check_gating_logits("logits", logits.reshape(-1, logits.shape[-1]), k)
+    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    w, idx, p = _reference.topk_gating(x, k, return_probs)  # a stable sort: ties to the lower index
+    if x is not logits:
+        w, p = w.to(logits.dtype), (p.to(logits.dtype) if p is not None else None)
+    return w, idx, p
+
+
+class _EagerGating(torch.autograd.Function):
+    """The same kernel calls without torch.library's Python dispatch (about 0.1 ms per call on
+    CPU, forward and backward each): LEAF routes a few hundred tokens per step, where that
+    overhead alone made the native op slower than plain torch. torch.compile and opcheck keep
+    using the registered op."""
+
+    @staticmethod
+    def forward(ctx, logits, k, return_probs):
+        out = _forward_impl(logits, k, return_probs)
+        _setup_context(ctx, (logits, k, return_probs), out)
+        ctx.mark_non_differentiable(out[1])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_weights, grad_indices, grad_probs):
+        return _backward_impl(*_backward_args(ctx, grad_weights, grad_probs)), None, None
 
 
 def topk_gating(logits: torch.Tensor, k: int = 2, return_probs: bool = False):
@@ -124,12 +171,15 @@ def topk_gating(logits: torch.Tensor, k: int = 2, return_probs: bool = False):
         # lower index, as this op does (stable sort, the reference's way, has no ONNX form).
         vals, idx = torch.topk(logits, k, dim=-1, largest=True, sorted=True)
         return torch.softmax(vals, -1), idx, (torch.softmax(logits, -1) if return_probs else None)
+    if not logits.is_cuda and logits.numel() <= SMALL_CPU_LOGITS and not torch.compiler.is_compiling():
+        return _small(logits, k, return_probs)
     lead = logits.shape[:-1]
     x = logits.reshape(-1, E)
     low_precision = x.dtype in (torch.float16, torch.bfloat16)
     if low_precision:
         x = x.float()
-    w, i, p = _gating_op(x.contiguous(), k, return_probs)
+    op = _gating_op if torch.compiler.is_compiling() else _EagerGating.apply
+    w, i, p = op(x.contiguous(), k, return_probs)
     if low_precision:
         w, p = w.to(logits.dtype), p.to(logits.dtype)
     w, i = w.reshape(*lead, k), i.reshape(*lead, k)
