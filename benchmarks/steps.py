@@ -1,0 +1,83 @@
+"""What the training-step benchmarks share: a trainer set up at one stage with one real batch,
+one optimiser step, a timer that swaps a function for a timed (or other) implementation, and the
+JSON file with the machine's facts."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("FER_EDGE_PROGRESS", "0")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stage_fixture(config: str, method: str, overrides: list[str], out_dir, stage: str | None = None):
+    """(trainer, ctx, batch): the method's trainer at `stage` (default the first) with its
+    optimiser, the method set up, and the stage's first batch of real faces."""
+    from fer_edge.train import Trainer, load_config
+    from fer_edge.train.data_roles import stage_loader
+
+    cfg = load_config(ROOT / config, [f"out_dir={out_dir}", "eval_sets=[]", *overrides], method=method)
+    trainer = Trainer(cfg)
+    starts, epoch = {}, 0
+    for s in trainer.stages:
+        starts[s.name] = epoch
+        epoch += s.epochs
+    st = next(s for s in trainer.stages if stage in (None, s.name))
+    trainer.epoch = starts[st.name]
+    trainer._optimizer_for(st)
+    steps = trainer._steps(st)
+    ctx = trainer._context(st, steps, {})
+    trainer.method.setup(ctx)
+    trainer.method.on_epoch_start(ctx)
+    batch = next(iter(stage_loader(st, trainer.data, trainer.epoch, steps, 0, 0, 1, 0)))
+    trainer.net.train()
+    return trainer, ctx, batch
+
+
+def step(trainer, ctx, batch) -> None:
+    loss = sum(trainer.method.train_step(ctx, batch).values())
+    trainer.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    trainer.opt.step()
+
+
+class Timed:
+    """Within the block, `owner.name` is `impl` (default: what it was), timed: `.ms` adds up."""
+
+    def __init__(self, owner, name: str, impl=None):
+        self.owner, self.name, self.ms = owner, name, 0.0
+        self._orig = getattr(owner, name)
+        self._impl = impl or self._orig
+
+    def __enter__(self):
+        impl = self._impl
+
+        def run(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return impl(*a, **kw)
+            finally:
+                self.ms += (time.perf_counter() - t0) * 1e3
+        setattr(self.owner, self.name, run)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.owner, self.name, self._orig)
+
+
+def write(doc: dict, method: str, threads: int, out: str | None) -> Path:
+    """Adds the machine's facts and writes benchmarks/results/<method>/step-<threads>thread.json."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    doc = {**doc, "machine": platform.node(), "cpu": platform.processor(), "cores": os.cpu_count(), "threads": threads,
+           "torch": torch.__version__, "commit": commit}
+    path = Path(out) if out else ROOT / "benchmarks/results" / method / f"step-{threads}thread.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
