@@ -242,7 +242,8 @@ class Method:
 _METHODS: dict[str, type[Method]] = {}
 # modules that register the built-in methods; imported when the registry is first read
 BUILTIN = ("fer_edge.train.methods.baseline", "fer_edge.train.methods.aglrls", "fer_edge.train.methods.cross_layer",
-           "fer_edge.train.methods.pll", "fer_edge.train.methods.leaf")
+           "fer_edge.train.methods.pll", "fer_edge.train.methods.leaf",
+           "fer_edge.train.methods.cafe")
 _loaded = False
 
 
