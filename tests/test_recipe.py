@@ -122,3 +122,21 @@ def test_table_runs_mcnemar_per_seed_on_stored_predictions(tmp_path):
     assert "McNemar" in text
     gains = json.loads((tmp_path / "out" / "results.json").read_text())["gains"]
     assert gains["full vs base on ferplus:test"]["mcnemar_per_seed"] == {}  # no stored predictions: no test
+
+
+def test_variants_cite_upstream_runs_trained_first_once_per_citation(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(rc, "_train_one", lambda recipe, overrides, out, report=True: calls.append((overrides, out, report)) or {})
+    r = rc.Recipe(name="t", method="pll", config="c", runs=str(tmp_path / "runs"), results=str(tmp_path / "out"),
+                  upstream={"enc": ["pll.pretrain_epochs=3", "optim.epochs=0"]},
+                  variants={"scratch": [], "tuned": ["pll.encoder={run:enc}/encoder"]}, seeds=[0, 1])
+    rc.train(r, variants=["scratch", "tuned"], seeds=[1], extra=["threads=1"])
+    upstream = [c for c in calls if c[1] == tmp_path / "runs" / "enc"]
+    assert len(upstream) == 1 and upstream[0][0] == ["pll.pretrain_epochs=3", "optim.epochs=0", "seed=0", "threads=1"]
+    assert upstream[0][2] is False  # trained, not reported
+    tuned = calls[-1]
+    assert tuned[1] == r.run_dir("tuned", 1)
+    assert f"pll.encoder={tmp_path / 'runs' / 'enc'}/encoder" in tuned[0] and "seed=1" in tuned[0]
+    r.variants["bad"] = ["pll.encoder={run:missing}/encoder"]
+    with pytest.raises(ValueError, match="missing"):
+        rc.train(r, variants=["bad"], seeds=[0])
