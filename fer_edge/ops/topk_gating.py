@@ -9,12 +9,6 @@ from fer_edge.ops._buffers import absent, as_buffer, stream_of
 
 MAX_EXPERTS = 64
 MAX_K = 4
-# Below this many logits (tokens x experts) an eager CPU call runs as torch ops (a stable sort and
-# softmax: the same result, ties to the lower index): the work there is a few microseconds and the Python
-# side of any op (validation, buffers, outputs, autograd) costs more than the kernel saves; at
-# LEAF's 128 tokens x 8 experts per step torch is ~1.2x faster, the kernel wins from about 3k
-# tokens (benchmarks/kernels.py, benchmarks/leaf_step.py). Tests of the kernel set it to 0.
-SMALL_CPU_LOGITS = 16384
 
 
 def _forward_impl(logits: torch.Tensor, k: int, return_probs: bool):
@@ -106,17 +100,6 @@ def _backward(ctx, grad_weights, grad_indices, grad_probs):
 _gating_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _small(logits: torch.Tensor, k: int, return_probs: bool):
-    """topk_gating with torch ops, for inputs too small to pay for a native call."""
-    if _validate.finite_checks_enabled():
-        _validate.check_gating_logits("logits", logits.reshape(-1, logits.shape[-1]), k)
-    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    w, idx, p = _reference.topk_gating(x, k, return_probs)  # a stable sort: ties to the lower index
-    if x is not logits:
-        w, p = w.to(logits.dtype), (p.to(logits.dtype) if p is not None else None)
-    return w, idx, p
-
-
 class _EagerGating(torch.autograd.Function):
     """The same kernel calls without torch.library's Python dispatch (about 0.1 ms per call on
     CPU, forward and backward each): LEAF routes a few hundred tokens per step, where that
@@ -171,8 +154,6 @@ def topk_gating(logits: torch.Tensor, k: int = 2, return_probs: bool = False):
         # lower index, as this op does (stable sort, the reference's way, has no ONNX form).
         vals, idx = torch.topk(logits, k, dim=-1, largest=True, sorted=True)
         return torch.softmax(vals, -1), idx, (torch.softmax(logits, -1) if return_probs else None)
-    if not logits.is_cuda and logits.numel() <= SMALL_CPU_LOGITS and not torch.compiler.is_compiling():
-        return _small(logits, k, return_probs)
     lead = logits.shape[:-1]
     x = logits.reshape(-1, E)
     low_precision = x.dtype in (torch.float16, torch.bfloat16)
