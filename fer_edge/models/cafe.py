@@ -2,9 +2,8 @@
 whose sigmoid mask M selects F's channels, and a linear classifier on F(x) * M.
 
 Encoders (all frozen: no gradient, always in eval mode, their weights never change):
-- `ViTFeatures`: a ViT's normalised class token, e.g. our label-free MIM-HOG encoder loaded by
-  path (fer_edge.models.encoder_io), or a randomly initialised one (the control);
-- `CNNFeatures`: a CNN's pooled embedding, e.g. the supervised FERPlus baseline's backbone.
+`FrozenFeatures` of a ViT (our label-free MIM-HOG encoder loaded by path, or a randomly
+initialised one: the control) or of a CNN (e.g. the supervised FERPlus baseline's backbone).
 Both the encoder and the mask generator read the same aligned face; the exported graph takes it
 once and runs both branches.
 """
@@ -30,20 +29,9 @@ class Frozen(nn.Module):
         return self
 
 
-class ViTFeatures(Frozen):
-    """The class token of the last (normalised) block: [B, dim]."""
-
-    @property
-    def out_dim(self) -> int:
-        return self.module.out_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.module(x)
-
-
-class CNNFeatures(Frozen):
-    """A backbone's pooled embedding: [B, out_dim]."""
+class FrozenFeatures(Frozen):
+    """A frozen encoder's embedding [B, out_dim]: a ViT's normalised class token or a CNN's
+    pooled feature (both backbones' `forward`)."""
 
     @property
     def out_dim(self) -> int:

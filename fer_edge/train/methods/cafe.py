@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from fer_edge import ops
 from fer_edge.models import build_backbone
-from fer_edge.models.cafe import CAFENet, CNNFeatures, ViTFeatures
+from fer_edge.models.cafe import CAFENet, FrozenFeatures
 from fer_edge.train.methods.base import Method, Stage, register_method
 from fer_edge.train.methods.baseline import classification_loss, supervised_stage
 
@@ -93,7 +93,7 @@ class CAFE(Method):
             g = torch.random.fork_rng()
             with g:
                 torch.manual_seed(self.cfg.seed * 7919 + 1)
-                return ViTFeatures(ViT("tiny", a.random_patch, d.image_size, in_channels, 0.0, a.random_depth))
+                return FrozenFeatures(ViT("tiny", a.random_patch, d.image_size, in_channels, 0.0, a.random_depth))
         if kind == "mim":
             from fer_edge.models.encoder_io import load_encoder, read_encoder_meta
 
@@ -101,7 +101,7 @@ class CAFE(Method):
             if meta["image_size"] != d.image_size or meta["in_channels"] != in_channels:
                 raise ValueError(f"cafe.encoder {arg}: built for {meta['image_size']} px x {meta['in_channels']} channels, "
                                  f"the data gives {d.image_size} px x {in_channels}")
-            return ViTFeatures(load_encoder(arg))
+            return FrozenFeatures(load_encoder(arg))
         from fer_edge.train import checkpoint
 
         state = checkpoint.load(arg, map_location="cpu")
@@ -114,7 +114,7 @@ class CAFE(Method):
         if not weights:
             raise ValueError(f"cafe.encoder {arg}: no backbone.* weights in this checkpoint")
         backbone.load_state_dict(weights)
-        return CNNFeatures(backbone)
+        return FrozenFeatures(backbone)
 
     def build_model(self, num_classes: int, in_channels: int) -> CAFENet:
         m, a = self.cfg.model, self.config

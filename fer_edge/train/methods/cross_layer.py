@@ -79,8 +79,6 @@ class CrossLayer(Method):
             raise ValueError("cross_layer: kmeans_iters must be >= 0 and bs_dim, msr_dim >= 1")
         if not a.temperature > 0 or a.clbs_weight < 0 or a.clfm_weight < 0:
             raise ValueError("cross_layer: temperature must be > 0 and the loss weights >= 0")
-        if a.centres == "class" and cfg.data.dataset.split(":")[0] == "unlabelled":
-            raise ValueError("cross_layer.centres=class needs labels")
 
     def __init__(self, cfg):
         super().__init__(cfg)
