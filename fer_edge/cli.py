@@ -50,6 +50,11 @@ def _train(args) -> int:
     summary = trainer.fit()
     if trainer.rank == 0:
         print(json.dumps(summary))
+        told = trainer.method.summary(trainer.history)
+        for line in told.get("lines", []):
+            print(line)
+        for warning in told.get("warnings", []):
+            print(f"WARNING: {warning}", file=sys.stderr)
         if not args.no_report:
             results = trainer.report()
             for spec, res in results["sets"].items():

@@ -12,7 +12,7 @@ from fer_edge.data.labels import CLASSES, CLASSES_7, canonical, view
 # name -> (splits, opener(arg, split, **kw))
 DATASETS = {
     "ferplus": ("train", "valid", "test"),
-    "ckplus": ("all",),
+    "ckplus": ("all",),  # and "draw<k>": seeded draws of 10 subjects (data/subject_draws.py)
     "fer2013": ("train", "valid", "test"),
     "rafdb": ("train", "test"),
     "affectnet": ("train", "valid"),
@@ -27,6 +27,8 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)} (path-based ones as kind:path)")
     split = split or DATASETS[kind][0]
+    if kind == "ckplus" and split.startswith("draw"):
+        return _ckplus_draw(arg, split, **kwargs)
     if split not in DATASETS[kind]:
         raise ValueError(f"{kind} has splits {DATASETS[kind]}, not {split!r}")
     if kind == "ferplus":
@@ -58,6 +60,18 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
     from fer_edge.data.folder import ImageFolder
 
     return ImageFolder(arg, **kwargs)
+
+
+def _ckplus_draw(root: str, split: str, **kwargs) -> FaceDataset:
+    """'ckplus@draw<k>': the faces of one seeded draw of CK+ subjects (fer_edge.data.subject_draws)."""
+    from fer_edge.data.folder import ckplus
+    from fer_edge.data.subject_draws import draw_index, select_draw
+
+    k = draw_index(split)
+    if k is None:
+        raise ValueError(f"ckplus: subject draws are named draw<k> (e.g. ckplus@draw3), not {split!r}")
+    every_face = ckplus(root=root or None, num_classes=8)
+    return select_draw(ckplus(root=root or None, **kwargs), k, [s.name for s in every_face.samples])
 
 
 __all__ = ["CLASSES", "CLASSES_7", "canonical", "view", "Sample", "FaceDataset", "CorruptImageError", "DATASETS",

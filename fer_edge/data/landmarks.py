@@ -179,5 +179,8 @@ def cache_file(spec: str, folder: str | Path | None = None) -> Path:
     <folder>/ferplus_train.npz; default folder <cache dir>/landmarks)."""
     from fer_edge.paths import cache_dir
 
+    import re
+
     folder = Path(folder) if folder else cache_dir() / "landmarks"
+    spec = re.sub(r"@draw\d+$", "", spec)  # a subject draw shares its dataset's cache (faces keep their names)
     return folder / (spec.replace(":", "_").replace("/", "_").replace("@", "_").strip("_") + ".npz")

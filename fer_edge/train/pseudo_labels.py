@@ -48,3 +48,21 @@ def pseudo_label_loss(weak_probs: torch.Tensor, strong_logits: torch.Tensor, thr
     conf, c = weak_probs.detach().max(1)
     mask = (conf >= thresholds.to(conf.device, conf.dtype)[c]).float()
     return (F.cross_entropy(strong_logits, c, reduction="none") * mask).mean(), mask
+
+
+# -- safety on small targets (issue 20) -------------------------------------------------------------
+# On a target of ~10 people the dynamic thresholds stay near their floor tau/4 (the learning status
+# beta is ~0.1-0.15 because most faces are below tau), so ~97% of the target is pseudo-labelled
+# from the first epoch and the model trains on its own confusions. Two label-free counters:
+# a floor under the thresholds, and distribution alignment to the target's class prior as the
+# stage-1 model estimates it (its mean prediction on the target), so that no class can swallow
+# the pool as adaptation drifts. (An EM re-estimate of the prior, Saerens et al. 2002, was
+# tried first: with the near-uniform posteriors of an untrained model it converges to the
+# rarest source class, one-hot, so it is not used.)
+
+def align_distribution(probs: torch.Tensor, target_prior: torch.Tensor, current_mean: torch.Tensor) -> torch.Tensor:
+    """Distribution alignment (ReMixMatch): probs [B, C] scaled by target_prior / current_mean
+    (the model's present mean prediction over the target) and renormalised; a class the model
+    now over-predicts relative to the prior loses confidence, one it neglects gains."""
+    scaled = probs * (target_prior / current_mean.clamp_min(1e-6)).to(probs)
+    return scaled / scaled.sum(1, keepdim=True).clamp_min(1e-12)

@@ -96,6 +96,7 @@ class Trainer:
         self.ema = EMA(self.model, self.method.ema_decay) if self.method.ema_decay > 0 else None
         self.opt, self.opt_stage = None, None
         self.epoch, self.best, self.best_epoch, self.history = 0, -1.0, -1, []
+        self._eval_faces: dict = {}
         self.method.setup(self._context(None))
 
     # -- stages --------------------------------------------------------------------------------
@@ -137,7 +138,17 @@ class Trainer:
                             stage_steps=steps * (stage.epochs if stage else 0), rank=self.rank, world=self.world,
                             log=log, outputs=self.role_outputs, num_faces=lambda role: len(self.data.role(role)),
                             role_labels=lambda role: np.asarray(self.data.role(role).labels),
-                            autocast=self._autocast)
+                            autocast=self._autocast, history=list(self.history), eval_outputs=self.eval_outputs)
+
+    def eval_outputs(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` outputs and labels of a labelled eval-set spec (opened once per run)."""
+        if spec not in self._eval_faces:
+            self._eval_faces[spec] = self.data.eval_set(spec)
+        faces = self._eval_faces[spec]
+        labels = np.asarray(faces.labels)
+        if (labels < 0).any():
+            raise ValueError(f"{spec}: has unlabelled faces; a check set needs a label for every face")
+        return self.predict(faces), labels
 
     def role_outputs(self, role: str) -> np.ndarray:
         """`predict` outputs of every face of a data role, un-augmented, in eval mode."""
@@ -338,6 +349,9 @@ class Trainer:
             safe = spec.replace(":", "_").replace("/", "_").replace("@", "_")
             plot_confusion(np.array(res["confusion"]), self.classes, self.out / f"confusion_{safe}.png",
                            f"{spec}: acc {res['accuracy']:.4f}")
+        summary = self.method.summary(self.history)
+        if summary:
+            results["method_summary"] = summary
         (self.out / "final.json").write_text(json.dumps(results, indent=2))
         return results
 

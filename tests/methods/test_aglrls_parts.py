@@ -164,3 +164,71 @@ def test_glpc_on_hand_computed_cases():
     assert glpc(probs, beta).tolist() == [1, 2, 2]
     with pytest.raises(ValueError, match=r"expected \[7, N, C\]"):
         glpc(np.zeros((6, 1, 3)), beta)
+
+
+# -- small targets (issue 20) ---------------------------------------------------------------------
+def test_distribution_alignment_hand_computed():
+    from fer_edge.train.pseudo_labels import align_distribution
+
+    probs = torch.tensor([[0.6, 0.4], [0.5, 0.5]])
+    # the model now predicts class 0 for 80% of the target where the stage-1 model saw 50%
+    out = align_distribution(probs, torch.tensor([0.5, 0.5], dtype=torch.float64), torch.tensor([0.8, 0.2], dtype=torch.float64))
+    # row 0: [0.6 * 0.625, 0.4 * 2.5] = [0.375, 1.0] -> [0.2727, 0.7273]; row 1: [0.3125, 1.25] -> [0.2, 0.8]
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, torch.tensor([[0.375 / 1.375, 1.0 / 1.375], [0.2, 0.8]]), atol=1e-6)
+    same = align_distribution(probs, torch.tensor([0.3, 0.7]), torch.tensor([0.3, 0.7]))
+    assert torch.allclose(same, probs)  # no drift: unchanged
+
+
+def test_adaptation_signals_and_warnings_on_a_synthetic_collapse():
+    from fer_edge.train import adaptation_health as health
+
+    classes = ["neutral", "happiness", "surprise"]
+    prior = np.array([0.5, 0.3, 0.2])
+    # 10 faces, 2 heads: before, predictions spread 4/3/3 and both heads agree
+    before = np.zeros((10, 2, 3))
+    before[np.arange(10), :, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]] = 1.0
+    before = 0.1 + 0.7 * before  # rows sum to 1: 0.8 on the predicted class
+    ref = health.signals(before, prior)
+    assert ref["pred_share"] == pytest.approx([0.4, 0.3, 0.3]) and ref["head_agreement"] == 1.0
+    assert ref["prior_tv"] == pytest.approx(0.5 * (0.1 + 0.0 + 0.1)) and ref["drift_tv"] == ref["flip_rate"] == 0.0
+    assert ref["entropy"] == pytest.approx(-(0.8 * np.log(0.8) + 2 * 0.1 * np.log(0.1)) / np.log(3))
+    ok = health.assess(ref, health.signals(before, prior, reference=ref), classes, (0.80, 0.79))
+    assert ok["warnings"] == [] and ok["lines"][-1].strip() == "no warning signs"
+    # after: head 0 calls faces 0-8 "happiness" (0.9), head 1 still says what it said (0.8), so the
+    # mean of the heads is happiness for faces 0-8: 6 faces changed class (0-3, 7-8)
+    after = before.copy()
+    after[:9, 0] = [0.05, 0.9, 0.05]
+    fin = health.signals(after, prior, thresholds=np.full((2, 3), 0.75), reference=ref)
+    assert fin["pred_share"] == pytest.approx([0.0, 0.9, 0.1])
+    assert fin["flip_rate"] == pytest.approx(0.6) and fin["drift_tv"] == pytest.approx(0.5 * (0.4 + 0.6 + 0.2))
+    # heads agreeing with the combined label: half of them on faces 0-3 and 7-8, both elsewhere
+    assert fin["pseudo_rate"] == 1.0 and fin["head_agreement"] == pytest.approx(0.7)
+    bad = health.assess(ref, fin, classes, (0.80, 0.74), (0.6, 0.4))
+    text = " | ".join(bad["warnings"])
+    assert "'happiness' swallowed the target: 90%" in text and "moved by 60%" in text
+    assert "agree less" in text and "fell from 80.0% to 74.0%" in text and "check set got worse" in text
+    assert "signals" in bad and "pred" not in bad["signals"]["after"]
+
+
+def test_threshold_floor_lifts_the_dynamic_thresholds_it_is_below(tmp_path):
+    from fer_edge.train import load_config
+    from fer_edge.train.methods.base import Stage, TrainContext, get_method
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml",
+                      [f"out_dir={tmp_path}", "aglrls.threshold_floor=0.8"])
+    m = get_method("aglrls", cfg)
+    m.beta = np.zeros((7, 7))
+    m.beta[0, 0] = 1.0  # tau * ((beta + 1) / 2) ** 2: 0.2375 at beta 0, 0.95 at beta 1
+    m.on_epoch_start(TrainContext(stage=Stage("transfer", 1, 0.1), device=torch.device("cpu")))
+    assert m._thr[0, 0].item() == pytest.approx(0.95) and m._thr[0, 1].item() == pytest.approx(0.8)
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml",
+                      [f"out_dir={tmp_path}", "aglrls.threshold_floor=0"])
+    paper = get_method("aglrls", cfg)
+    paper.beta = m.beta
+    paper.on_epoch_start(TrainContext(stage=Stage("transfer", 1, 0.1), device=torch.device("cpu")))
+    assert paper._thr[0, 1].item() == pytest.approx(0.2375)
+    with pytest.raises(ValueError, match="threshold_floor"):
+        load_config(Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml",
+                    [f"out_dir={tmp_path}", "aglrls.threshold_floor=1.5"])

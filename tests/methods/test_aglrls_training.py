@@ -219,3 +219,47 @@ def test_paired_steps_give_each_rank_its_own_pairs():
     batch = r1[0]
     assert batch["index"].tolist() == whole.pairs[1][0].tolist() and "target_label" not in batch
     assert batch["target_index"].tolist() == whole.pairs[1][1].tolist()
+
+
+def test_check_set_is_reported_never_trained_on_and_the_run_tells_how_adaptation_went(aglrls_run, tmp_path, landmarks_dir,
+                                                                                       data_root):
+    """Issue 20: a user's few labelled target faces (3 per class) are scored before and after
+    adaptation, never enter a training batch, and the run ends with the label-free health summary."""
+    out_full, _ = aglrls_run
+    check = tmp_path / "check"
+    for cls in ("anger", "happy", "surprise"):
+        (check / cls).mkdir(parents=True)
+        for f in sorted((data_root / "ckplus48" / "CK+48" / cls).glob("*.png"))[:3]:
+            shutil.copy(f, check / cls / f.name)
+    t = Trainer(tiny_config(tmp_path / "run", landmarks_dir, f"aglrls.init_from={out_full}/last.pt", "optim.epochs=1",
+                            f"aglrls.check_set=folder:{check}", "data.target=ckplus@draw3", "eval_sets=ckplus@draw3"))
+    from unittest import mock
+
+    from fer_edge.train import trainer as trainer_module
+
+    served, scored = [], []
+    real_loader, real_outputs = trainer_module.stage_loader, t.eval_outputs
+
+    def loader(stage, data, *args, **kw):  # every training batch comes from a stage loader
+        served.extend(data.role(r).name for r in stage.data)
+        return real_loader(stage, data, *args, **kw)
+
+    def outputs(spec):
+        scored.append(spec)
+        return real_outputs(spec)
+
+    with mock.patch.object(trainer_module, "stage_loader", loader), mock.patch.object(t, "eval_outputs", outputs):
+        t.fit()
+    assert "ckplus48@draw3" in served and not any("check" in name for name in served)
+    assert scored == [f"folder:{check}"] * 2  # before adaptation (the stage-1 model) and after the epoch
+    h = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= h["check_acc"] <= 1 and 0 <= h["target_flip_rate"] <= 1 and len(h["target_pred_share"]) == 7
+    assert 0 <= h["report_target_acc"] <= 1  # CK+ draws have labels: the study's report-only columns
+    final = t.report()
+    s = final["method_summary"]
+    assert s["signals"]["check"][0] is not None and s["signals"]["check"][1] == h["check_acc"]
+    assert s["signals"]["source_val"][0] is not None  # the stage-1 model's validation accuracy, from init_from
+    assert any(line.startswith("adaptation check") for line in s["lines"])
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["method_summary"]["lines"] == s["lines"]
+    with pytest.raises(ValueError, match="check_set needs labelled faces"):
+        Trainer(tiny_config(tmp_path / "bad", landmarks_dir, f"aglrls.check_set=unlabelled:{check}"))

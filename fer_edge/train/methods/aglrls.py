@@ -41,7 +41,9 @@ from fer_edge.models import load_weights
 from fer_edge.models.aglrls import TAPS, AGLRLSNet
 from fer_edge.train.adversarial import CDANDiscriminator, cdan_e_loss, grl_coeff
 from fer_edge.train.methods.base import Decision, InferenceSpec, InputSpec, Method, Stage, register_method
-from fer_edge.train.pseudo_labels import DynamicThresholds, pseudo_label_loss
+from fer_edge.data.labels import view
+from fer_edge.train import adaptation_health as health
+from fer_edge.train.pseudo_labels import DynamicThresholds, align_distribution, pseudo_label_loss
 
 SOURCE_WEIGHTS = (5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0)
 TRANSFER_WEIGHTS = (7.0, 1.0, 1.0, 1.0, 1.0, 1.0, 7.0)
@@ -71,6 +73,10 @@ class AGLRLSConfig:
     taps: str = "paper"               # paper (128/512-ch maps, full crop nets) | backbone (the backbone's own maps)
     shared_heads: bool = False        # the released code's 3 heads instead of the paper's 7
     shared_local: str = "auto"        # auto (shared for mobilenet_v2) | yes | no: one crop net for the five points
+    # safety on small targets (issue 20; the paper: threshold_floor=0, align_prior=false)
+    threshold_floor: float = 0.8      # pseudo labels need at least this confidence, whatever the dynamic threshold
+    align_prior: bool = True          # distribution alignment to the stage-1 model's mean prediction on the target
+    check_set: str = ""               # labelled faces of the target (e.g. folder:<dir>, 3 per class): reported, never trained on
 
 
 class AGLRLSModel(nn.Module):
@@ -130,12 +136,21 @@ class AGLRLS(Method):
         for key in ("source_batch", "target_batch"):
             if getattr(a, key) < 1:
                 raise ValueError(f"aglrls.{key} must be >= 1")
+        if not 0.0 <= a.threshold_floor < 1.0:
+            raise ValueError(f"aglrls.threshold_floor must be in [0, 1), got {a.threshold_floor}")
+        if a.check_set and a.check_set.startswith("unlabelled:"):
+            raise ValueError("aglrls.check_set needs labelled faces (e.g. folder:<dir> with one sub-folder per class)")
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.thresholds = DynamicThresholds(7, cfg.data.num_classes, self.config.tau)
         self.beta: np.ndarray | None = None  # learning status after the last measured epoch, [7, C]
         self._thr: torch.Tensor | None = None
+        self.prior: np.ndarray | None = None       # target class prior per classifier, before stage 2 [7, C]
+        self.target_mean: np.ndarray | None = None  # mean target prediction per classifier, last measurement [7, C]
+        self.reference: dict | None = None         # adaptation signals of the stage-1 model (adaptation_health)
+        self.signals: dict | None = None           # ... of the model after the last transfer epoch
+        self.stage1_val: float | None = None       # source validation accuracy of the stage-1 model
 
     # -- model and stages ------------------------------------------------------------------------
     def build_model(self, num_classes: int, in_channels: int) -> nn.Module:
@@ -175,15 +190,22 @@ class AGLRLS(Method):
                 raise checkpoint.CheckpointError(f"{self.config.init_from}: not an AGLRLS checkpoint "
                                                  f"(method {state['config'].get('method')!r})")
             ctx.module.load_state_dict(state["model"])
+            self.stage1_val = next((h["val_acc"] for h in reversed(state.get("history", [])) if "val_acc" in h), None)
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "beta": None if self.beta is None else self.beta.tolist()}
+        arr = lambda a: None if a is None else a.tolist()  # noqa: E731
+        return {**super().state_dict(), "beta": arr(self.beta), "prior": arr(self.prior),
+                "target_mean": arr(self.target_mean), "reference": self.reference, "signals": self.signals,
+                "stage1_val": self.stage1_val}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        beta = (state or {}).get("beta")
-        self.beta = None if beta is None else np.asarray(beta, dtype=np.float64)
+        state = state or {}
+        arr = lambda k: None if state.get(k) is None else np.asarray(state[k], dtype=np.float64)  # noqa: E731
+        self.beta, self.prior, self.target_mean = arr("beta"), arr("prior"), arr("target_mean")
+        self.reference, self.signals = state.get("reference"), state.get("signals")
+        self.stage1_val = state.get("stage1_val")
 
     # -- inference -------------------------------------------------------------------------------
     def inference(self) -> InferenceSpec:
@@ -212,19 +234,73 @@ class AGLRLS(Method):
     # -- training --------------------------------------------------------------------------------
     def on_stage_start(self, ctx) -> None:
         if ctx.stage.name == "transfer":
-            self.measure_status(ctx)  # the learning status of the stage-1 model
+            if self.stage1_val is None:  # stage 1 trained in this run
+                self.stage1_val = next((h["val_acc"] for h in reversed(ctx.history) if "val_acc" in h), None)
+            probs = self.measure_status(ctx)  # the learning status of the stage-1 model
+            self.reference = self._signals(ctx, probs)
+            self.reference["check_acc"] = self._check_accuracy(ctx)
+            self.prior = probs.mean(0)  # [7, C]: the target prior as the stage-1 model sees it
 
     def on_epoch_start(self, ctx) -> None:
         if ctx.stage.name == "transfer":
             if self.beta is None:
                 self.measure_status(ctx)
-            self._thr = torch.from_numpy(decisions.confidence_thresholds(self.beta, self.config.tau).astype(np.float32)).to(ctx.device)
+            thr = np.maximum(decisions.confidence_thresholds(self.beta, self.config.tau), self.config.threshold_floor)
+            self._thr = torch.from_numpy(thr.astype(np.float32)).to(ctx.device)
 
     def on_epoch_end(self, ctx) -> dict:
         if ctx.stage.name != "transfer":
             return {}
-        self.measure_status(ctx)
-        return {"beta_mean": float(self.beta.mean())}
+        probs = self.measure_status(ctx)
+        self.signals = self._signals(ctx, probs)
+        self.signals["check_acc"] = self._check_accuracy(ctx)
+        out = {"beta_mean": float(self.beta.mean()), **health.scalars(self.signals)}
+        if self.signals["check_acc"] is not None:
+            out["check_acc"] = self.signals["check_acc"]
+        out.update(self._report_only(ctx, probs))
+        return out
+
+    # -- adaptation health (issue 20) -------------------------------------------------------------
+    def _thresholds(self) -> np.ndarray:
+        return np.maximum(decisions.confidence_thresholds(self.beta, self.config.tau), self.config.threshold_floor)
+
+    def _signals(self, ctx, probs: np.ndarray) -> dict:
+        labels = ctx.role_labels("labelled")
+        source_prior = np.bincount(labels[labels >= 0], minlength=probs.shape[-1]) / max(1, int((labels >= 0).sum()))
+        return health.signals(probs, source_prior, self._thresholds(), self.reference)
+
+    def _check_accuracy(self, ctx) -> float | None:
+        """Accuracy on the user's labelled check set with the model's decision rule (never trained on)."""
+        if not self.config.check_set:
+            return None
+        outputs, labels = ctx.eval_outputs(self.config.check_set)
+        rule = self.decision()
+        pred, _ = decisions.decide(outputs, rule.rule, rule.params)
+        return float((pred == labels).mean())
+
+    def _report_only(self, ctx, probs: np.ndarray) -> dict:
+        """Where the target pool has labels (a CK+ draw in a study), the pseudo labels against the
+        truth, for the report only: logged with a report_ prefix, never read back by training."""
+        truth = ctx.role_labels("target")
+        if (truth < 0).any():
+            return {}
+        known = truth < probs.shape[-1]  # faces of the model's classes (CK+'s contempt is not one of 7)
+        probs, truth = probs[known], truth[known]
+        pred = probs.mean(1).argmax(1)
+        k = decisions.CONCAT
+        conf, cls = probs[:, k].max(1), probs[:, k].argmax(1)
+        sel = conf >= self._thresholds()[k, cls]
+        return {"report_target_acc": float((pred == truth).mean()),
+                "report_pseudo_precision": float((cls[sel] == truth[sel]).mean()) if sel.any() else None,
+                "report_pseudo_rate": float(sel.mean())}
+
+    def summary(self, history: list[dict]) -> dict:
+        if self.reference is None or self.signals is None:
+            return {}
+        after = next((h["val_acc"] for h in reversed(history) if "val_acc" in h and h.get("stage") == "transfer"), None)
+        classes = list(view(self.cfg.data.num_classes))
+        return health.assess(self.reference, self.signals, classes, (self.stage1_val, after),
+                             (self.reference.get("check_acc"), self.signals.get("check_acc")))
 
     def train_step(self, ctx, batch) -> dict:
         if ctx.stage.name == "source":
@@ -260,7 +336,10 @@ class AGLRLS(Method):
         if a.pseudo_labels:
             pseudo, masks = torch.zeros((), device=ctx.device), []
             for k, z in enumerate(logits):
-                lk, mask = pseudo_label_loss(torch.softmax(z[ns:ns + nt], 1), z[ns + nt:], self._thr[k])
+                weak = torch.softmax(z[ns:ns + nt], 1)
+                if a.align_prior and self.prior is not None:
+                    weak = align_distribution(weak, torch.from_numpy(self.prior[k]), torch.from_numpy(self.target_mean[k]))
+                lk, mask = pseudo_label_loss(weak, z[ns + nt:], self._thr[k])
                 pseudo = pseudo + w[k] * lk
                 masks.append(mask.mean().item())
             terms["pseudo"] = pseudo
@@ -271,10 +350,12 @@ class AGLRLS(Method):
         return terms
 
     @torch.no_grad()
-    def measure_status(self, ctx) -> None:
+    def measure_status(self, ctx) -> np.ndarray:
         """Learning status of every classifier on the unlabelled target pool (eval mode, no
-        augmentation); the counts start from zero each time."""
+        augmentation); the counts start from zero each time. Returns the softmax [N, 7, C]."""
         self.thresholds.reset()
-        probs = torch.softmax(torch.from_numpy(ctx.outputs("target")), -1)  # [N, 7, C]
+        probs = torch.softmax(torch.from_numpy(ctx.outputs("target")).double(), -1)  # [N, 7, C]
         self.thresholds.update([probs[:, k] for k in range(probs.shape[1])])
         self.beta = self.thresholds.beta.numpy().copy()
+        self.target_mean = probs.mean(0).numpy()
+        return probs.numpy()

@@ -142,6 +142,9 @@ class TrainContext:
     role_labels(role): the true labels of a role's faces by `index`, for reports only (e.g. the
     precision of pseudo labels on an unlabelled pool whose labels are hidden): never train on them.
     autocast(): the trainer's mixed-precision context.
+    history: the per-epoch logs of the epochs trained so far (read-only).
+    eval_outputs(spec): (`predict` outputs, labels) of a labelled dataset spec that is never
+    trained on (e.g. a user's check set), evaluated like an eval set.
     """
 
     def __init__(self, **kw):
@@ -228,6 +231,11 @@ class Method:
 
     def on_epoch_end(self, ctx: TrainContext) -> dict:
         """After each training epoch (thresholds, label revision); returns scalars to log."""
+        return {}
+
+    def summary(self, history: list[dict]) -> dict:
+        """What the user should know about the finished run beyond accuracy: {"lines": [...],
+        "warnings": [...], ...}; printed at the end of `fer-edge train` and kept in final.json."""
         return {}
 
     def state_dict(self) -> dict:
