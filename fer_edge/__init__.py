@@ -7,7 +7,7 @@ Importing this package never imports torch, compiles or downloads anything: the 
 from fer_edge._native import build_info
 
 __version__ = "0.1.0"
-__all__ = ["build_info", "Recognizer", "__version__"]
+__all__ = ["build_info", "Recognizer", "FaceResult", "FrameResults", "draw", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,8 @@ def __getattr__(name):
         from fer_edge.runtime.recognizer import Recognizer
 
         return Recognizer
+    if name in ("FaceResult", "FrameResults", "draw"):
+        from fer_edge.runtime import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'fer_edge' has no attribute {name!r}")

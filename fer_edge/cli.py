@@ -97,16 +97,16 @@ def _export(args) -> int:
 def add_export_parser(sub) -> None:
     from fer_edge.export.api import DEFAULT_TARGETS
 
-    ex = sub.add_parser("export", help="export a checkpoint to ONNX / OpenVINO / TensorRT, each verified")
-    ex.add_argument("checkpoint", nargs="?")
+    ex = _parser("export", sub, "export a checkpoint to ONNX / OpenVINO / TensorRT, each verified")
+    ex.add_argument("checkpoint", nargs="?", help="a training checkpoint (.pt)")
     ex.add_argument("--formats", nargs="+", default=list(DEFAULT_TARGETS), help="format:precision, e.g. onnx:fp32 openvino:int8")
-    ex.add_argument("--out", default="exports")
+    ex.add_argument("--out", default="exports", help="output folder")
     ex.add_argument("--name", help="file stem (default: the run folder's name)")
     ex.add_argument("--calibration", type=int, default=300, help="INT8 calibration images from the training data")
     ex.add_argument("--val-limit", type=int, default=0, help="verify on the first N validation images (0: all)")
-    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
     ex.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="TensorRT optimisation profile")
-    ex.add_argument("--workspace-mb", type=int, default=1024)
+    ex.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace")
     ex.add_argument("--dla-core", type=int, help="TensorRT: build for this DLA core (Jetson)")
     ex.add_argument("--threads", type=int, help="runtime threads while verifying")
     ex.add_argument("--plain-names", action="store_true",
@@ -124,6 +124,96 @@ def _data_crop(args) -> int:
     return 0
 
 
+def _describe_faces(results) -> str:
+    """'face 0 at (x, y, w, h) happiness 0.98 (surprise 0.01)' per face, or 'no face'."""
+    parts = []
+    for k, r in enumerate(results):
+        runner = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[1:2]
+        where = "" if r.box is None else " at (" + ", ".join(f"{v:.0f}" for v in r.box) + ")"
+        who = f"track {r.track}" if r.track is not None else f"face {k}"
+        parts.append(f"{who}{where} {r.label} {r.confidence:.2f}" + "".join(f" ({n} {p:.2f})" for n, p in runner))
+    return "; ".join(parts) or "no face"
+
+
+def _open_window(name: str) -> None:
+    """--show: a window, or a clear error where there is no display or OpenCV has no GUI."""
+    import cv2
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise RuntimeError("--show needs a display (DISPLAY is not set); use --save to write the annotated output")
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise RuntimeError("--show needs OpenCV with GUI support: pip install opencv-python (the headless build "
+                           "has no windows); or use --save") from None
+
+
+def _predict_stream(args, rec, source, out) -> tuple[list, list]:
+    """A video file or a camera: tracked faces, smoothed probabilities, a summary at the end."""
+    import time
+    from collections import Counter, defaultdict
+
+    import cv2
+
+    name = f"camera {source}" if isinstance(source, int) else str(source)
+    records, writer, labels_per_track = [], None, defaultdict(Counter)
+    n = None
+    if not isinstance(source, int):
+        cap = cv2.VideoCapture(str(source))
+        if not cap.isOpened():
+            raise ValueError(f"{source}: cannot open video")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25
+        cap.release()
+    else:
+        fps = 25
+    if args.show:
+        _open_window("fer-edge")
+    from tqdm import tqdm
+
+    bar = tqdm(total=n, desc=name, unit="frame", disable=args.json or args.show or isinstance(source, int))
+    start, frames = time.perf_counter(), 0
+    try:
+        for k, (frame, results) in enumerate(rec.stream(source, detect_every=args.detect_every)):
+            frames += 1
+            bar.update(1)
+            records.append({"frame": k, "faces": results.to_list()})
+            for r in results:
+                labels_per_track[r.track][r.label] += 1
+            if isinstance(source, int) and not args.json and not args.show:
+                print(f"frame {k}: {_describe_faces(results)}", flush=True)
+            if out is not None or args.show:
+                annotated = results.plot()
+                if out is not None:
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, annotated.shape[1::-1])
+                    writer.write(annotated)
+                if args.show:
+                    cv2.imshow("fer-edge", annotated)
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # q or Esc
+                        break
+    except KeyboardInterrupt:  # a camera runs until stopped: Ctrl-C ends it with the summary
+        pass
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.release()
+        if args.show:
+            cv2.destroyAllWindows()
+    seconds = time.perf_counter() - start
+    if not args.json:
+        faces = sum(len(r["faces"]) for r in records)
+        print(f"{name}: {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s), "
+              f"{faces} faces, {len(labels_per_track)} tracks")
+        for track, counts in sorted(labels_per_track.items(), key=lambda kv: -sum(kv[1].values())):
+            total = sum(counts.values())
+            top = ", ".join(f"{label} {100 * c / total:.0f}%" for label, c in counts.most_common(3))
+            print(f"  track {track}: {total} frames, {top}")
+        if out is not None:
+            print(f"annotated video: {out}")
+    return records, []
+
+
 def _predict(args) -> int:
     from pathlib import Path
 
@@ -131,33 +221,19 @@ def _predict(args) -> int:
 
     from fer_edge.paths import IMAGE_SUFFIXES
     from fer_edge.faces.crops import VIDEO_SUFFIXES
-    from fer_edge.runtime import Recognizer, draw
+    from fer_edge.runtime import Recognizer
 
-    rec = Recognizer(args.model, detector=args.yunet, threads=args.threads)
+    rec = Recognizer(args.model, detector=args.yunet, threads=args.threads, backend=args.backend,
+                     precision=args.precision, min_face=None if args.min_face == 0 else args.min_face)
+    print(f"model: {rec.model.path.name} ({rec.meta.get('format', '?')} {rec.meta.get('precision', '?')}, "
+          f"{rec.model.name}); classes: {', '.join(rec.classes)}", file=sys.stderr)
     src = Path(args.source)
     out = Path(args.save) if args.save else None
-    records, failed = [], []
-    if src.suffix.lower() in VIDEO_SUFFIXES:
-        cap = cv2.VideoCapture(str(src))
-        if not cap.isOpened():
-            raise ValueError(f"{src}: cannot open video")
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        writer = None
-        from tqdm import tqdm
-
-        for k in tqdm(range(n or 10**9), total=n, desc=src.name, unit="frame", disable=args.json):
-            ok, frame = cap.read()
-            if not ok:
-                break
-            results = rec.predict(frame, detect=not args.no_detect)
-            records.append({"frame": k, "faces": [r.to_dict() for r in results]})
-            if out:
-                if writer is None:
-                    fps = cap.get(cv2.CAP_PROP_FPS) or 25
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
-                writer.write(draw(frame, results))
-        if writer is not None:
-            writer.release()
+    camera = args.source.isdigit() and not src.exists()
+    if camera or src.suffix.lower() in VIDEO_SUFFIXES:
+        if args.no_detect:
+            raise ValueError("--no-detect is for cropped face images, not videos or cameras")
+        records, failed = _predict_stream(args, rec, int(args.source) if camera else src, out)
     else:
         if not src.exists():
             raise FileNotFoundError(f"{src} does not exist")
@@ -168,8 +244,11 @@ def _predict(args) -> int:
             raise ValueError(f"{src} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         if out is not None:
             _check_save_target(out, folder)
+        if args.show:
+            _open_window("fer-edge")
         from tqdm import tqdm
 
+        records, failed = [], []
         # a bar for folders; per-image lines stay on stdout (the bar goes to stderr)
         for f in tqdm(files, desc=src.name, unit="img", disable=args.json or len(files) < 2):
             try:
@@ -179,18 +258,20 @@ def _predict(args) -> int:
                 records.append({"image": str(f), "error": str(exc)})
                 print(f"skipped {f}: {exc}", file=sys.stderr)
                 continue
-            records.append({"image": str(f), "faces": [r.to_dict() for r in results]})
+            records.append({"image": str(f), "faces": results.to_list()})
             if out is not None:
                 # mirror the input tree, so that a/1.jpg and b/1.jpg never overwrite each other
                 target = out / f.relative_to(src).parent / f"{f.stem}_fer.png" if folder else out
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not cv2.imwrite(str(target), draw(cv2.imread(str(f)), results)):
-                    raise OSError(f"could not write {target}")
+                results.save(target)
+            if args.show:
+                cv2.imshow("fer-edge", results.plot())
+                cv2.waitKey(0 if len(files) == 1 else 500)
             if not args.json:
-                summary = ", ".join(f"{r.label} {r.confidence:.2f}" for r in results) or "no face"
-                print(f"{f}: {summary}")
+                print(f"{f}: {_describe_faces(results)}")
+        if args.show:
+            cv2.destroyAllWindows()
     if args.json:
-        print(json.dumps(records if len(records) != 1 else records[0], indent=2))
+        print(json.dumps(records, indent=2))  # always a list: one record per image or frame
     if failed:
         print(f"fer-edge: {len(failed)} of {len(records)} images failed (listed above)", file=sys.stderr)
         return 1
@@ -227,12 +308,61 @@ def _methods_epilog(argv) -> str | None:
     return "methods:\n" + "\n".join(f"  {name:12s} {text}" for name, text in describe().items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="show the compiled kernels, CUDA support and threading").set_defaults(func=_info)
+EXAMPLES = {
+    "fer-edge": """examples:
+  fer-edge predict photo.jpg --save faces.png        # the shipped model on a photo
+  fer-edge predict 0 --show                          # webcam, live
+  fer-edge benchmark                                 # every format x precision of the shipped model
+  fer-edge train baseline --config configs/baseline_ferplus.yaml
+  fer-edge <command> --help                          # each command's options and examples""",
+    "predict": """examples:
+  fer-edge predict photo.jpg                         # one line per face: where, label, confidence
+  fer-edge predict photo.jpg --save faces.png --json # annotated copy + JSON (always a list)
+  fer-edge predict photos/ --save annotated/         # a folder; unreadable files are skipped and listed
+  fer-edge predict clip.mp4 --save clip_fer.mp4 --detect-every 3
+  fer-edge predict 0 --show                          # camera 0 in a window (q quits)
+  fer-edge predict face_crops/ --no-detect           # already cropped faces
+  fer-edge predict photo.jpg --model aglrls.xml --precision auto""",
+    "benchmark": """examples:
+  fer-edge benchmark                                 # the shipped model's forms on this machine
+  fer-edge benchmark runs/baseline_ferplus/best.pt   # export every format x precision that runs here, then measure
+  fer-edge benchmark model.onnx model.int8.xml --data ckplus --limit 500
+  fer-edge benchmark --out bench/ --repeats 200""",
+    "train": """examples:
+  fer-edge train baseline --config configs/baseline_ferplus.yaml
+  fer-edge train baseline --config configs/baseline_ferplus.yaml optim.epochs=5 data.image_size=64
+  fer-edge train aglrls --config configs/aglrls_ferplus_ckplus.yaml --target unlabelled:my_camera_crops \\
+      aglrls.check_set=folder:my_labelled_faces""",
+    "eval": """examples:
+  fer-edge eval runs/baseline_ferplus/best.pt --sets ferplus:test ckplus""",
+    "export": """examples:
+  fer-edge export runs/baseline_ferplus/best.pt --formats onnx:fp32 openvino:int8
+  fer-edge export runs/aglrls/full/seed0/last.pt --formats tensorrt:fp16 --name aglrls --plain-names
+  fer-edge export --list                             # formats and precisions""",
+    "info": """examples:
+  fer-edge info                                      # compiled kernels, CUDA, threads""",
+    "data": """examples:
+  fer-edge data stats ferplus
+  fer-edge data landmarks ckplus
+  fer-edge data crop my_camera.mp4 --out my_camera_crops --every 5""",
+}
 
-    data = sub.add_parser("data", help="datasets: class statistics, landmark caches").add_subparsers(dest="data_cmd", required=True)
+
+def _parser(name: str, sub, help_text: str, **kw):
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fer_edge import __version__
+
+    parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.",
+                                     epilog=EXAMPLES["fer-edge"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fer-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _parser("info", sub, "show the compiled kernels, CUDA support and threading").set_defaults(func=_info)
+
+    data = _parser("data", sub, "datasets: class statistics, landmark caches, face crops").add_subparsers(dest="data_cmd", required=True)
     st = data.add_parser("stats", help="class counts per split, and a class-histogram PNG")
     st.add_argument("dataset", help="ferplus | ckplus | fer2013:<csv> | rafdb:<root> | affectnet:<root> | folder:<root>")
     st.add_argument("--split", help="one split only (default: all)")
@@ -240,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--out", help="PNG path (default: <dataset>_classes.png)")
     st.set_defaults(func=_data_stats)
     lm = data.add_parser("landmarks", help="detect 5 landmarks once per image and cache them beside the dataset")
-    lm.add_argument("dataset")
-    lm.add_argument("--split")
+    lm.add_argument("dataset", help="ferplus | ckplus | rafdb:<root> | folder:<root> ...")
+    lm.add_argument("--split", help="one split (default: the dataset's first)")
     lm.add_argument("--out", help="cache file (default: beside the dataset, fer_edge_landmarks.npz)")
     lm.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
     lm.add_argument("--min-side", type=int, default=160, help="upscale smaller images to this side before detection")
@@ -256,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
     cr.set_defaults(func=_data_crop)
 
-    tr = sub.add_parser("train", help="train a model with one of the methods", epilog=_methods_epilog(argv),
+    tr = sub.add_parser("train", help="train a model with one of the methods",
+                        epilog=(_methods_epilog(argv) or "") + "\n\n" + EXAMPLES["train"],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("method", help="a registered training method (listed below)")
     tr.add_argument("--config", help="YAML config (see configs/)")
@@ -266,25 +397,37 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-report", action="store_true", help="skip the final evaluation on the eval sets")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.05 data.image_size=64")
     tr.set_defaults(func=_train)
-    ev = sub.add_parser("eval", help="evaluate a checkpoint on datasets")
-    ev.add_argument("checkpoint")
+    ev = _parser("eval", sub, "evaluate a checkpoint on datasets")
+    ev.add_argument("checkpoint", help="a training checkpoint (.pt)")
     ev.add_argument("--sets", nargs="*", help="e.g. ferplus:test ckplus (default: the run's eval_sets)")
     ev.add_argument("--out", help="folder for final.json and confusion PNGs (default: the run folder)")
     ev.set_defaults(func=_eval)
 
     add_export_parser(sub)
-    pr = sub.add_parser("predict", help="expressions of the faces in an image, a folder of images or a video",
-                        epilog="Unreadable images in a folder are skipped and reported (and in --json as "
-                               "{image, error}); the exit status is 1 when any image failed, 2 for a usage error, "
-                               "0 otherwise.")
-    pr.add_argument("source")
+    pr = _parser("predict", sub, "expressions of the faces in an image, a folder of images, a video or a camera")
+    pr.epilog = (pr.epilog + "\n\nUnreadable images in a folder are skipped and reported (and in --json as "
+                 "{image, error}); the exit status is 1 when any image failed, 2 for a usage error, 0 otherwise.")
+    pr.add_argument("source", help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
     pr.add_argument("--model", help="exported model (.onnx, .xml, .engine); default: the shipped model")
+    pr.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+                    help="default model only: auto = OpenVINO INT8 when OpenVINO is installed, else ONNX FP32")
+    pr.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"),
+                    help="inference runtime (auto: by the model file's suffix)")
     pr.add_argument("--save", help="annotated image (a folder for a folder of images, mirroring its tree as "
-                                   "<name>_fer.png; .mp4 for a video)")
-    pr.add_argument("--json", action="store_true", help="print the results as JSON")
+                                   "<name>_fer.png; .mp4 for a video or camera)")
+    pr.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display and "
+                                                        "opencv-python with GUI support); q or Esc quits")
+    pr.add_argument("--json", action="store_true", help="print the results as JSON: a list with one record per image "
+                                                        "or frame")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already cropped faces")
+    pr.add_argument("--min-face", type=int, default=40,
+                    help="smallest face to find, in pixels (box width); detection runs at the lowest resolution "
+                         "that still finds it (0: full resolution)")
+    pr.add_argument("--detect-every", type=int, default=1,
+                    help="videos and cameras: detect faces every N frames and follow them with optical flow "
+                         "in between (faster; a lost face is detected again at once)")
     pr.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
-    pr.add_argument("--threads", type=int)
+    pr.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     pr.set_defaults(func=_predict)
 
     # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them

@@ -5,6 +5,6 @@ Recognizer (face detection -> alignment -> inference -> results) builds on them.
 """
 from fer_edge.runtime.backends import Backend, open_backend
 from fer_edge.runtime.recognizer import Recognizer
-from fer_edge.runtime.results import FaceResult, draw
+from fer_edge.runtime.results import FaceResult, FrameResults, draw
 
-__all__ = ["Backend", "open_backend", "Recognizer", "FaceResult", "draw"]
+__all__ = ["Backend", "open_backend", "Recognizer", "FaceResult", "FrameResults", "draw"]

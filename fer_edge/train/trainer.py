@@ -140,11 +140,14 @@ class Trainer:
                             role_labels=lambda role: np.asarray(self.data.role(role).labels),
                             autocast=self._autocast, history=list(self.history), eval_outputs=self.eval_outputs)
 
-    def eval_outputs(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
-        """`predict` outputs and labels of a labelled eval-set spec (opened once per run)."""
-        if spec not in self._eval_faces:
-            self._eval_faces[spec] = self.data.eval_set(spec)
-        faces = self._eval_faces[spec]
+    def eval_outputs(self, spec: str, as_selection: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` outputs and labels of a labelled dataset spec (opened once per run); whole, or
+        with `as_selection` cut as the selection split is (data.limit)."""
+        key = (spec, as_selection)
+        if key not in self._eval_faces:
+            self._eval_faces[key] = (self.data._faces(spec, self.cfg.data.num_classes) if as_selection
+                                     else self.data.eval_set(spec))
+        faces = self._eval_faces[key]
         labels = np.asarray(faces.labels)
         if (labels < 0).any():
             raise ValueError(f"{spec}: has unlabelled faces; a check set needs a label for every face")

@@ -244,14 +244,15 @@ def test_check_set_is_reported_never_trained_on_and_the_run_tells_how_adaptation
         served.extend(data.role(r).name for r in stage.data)
         return real_loader(stage, data, *args, **kw)
 
-    def outputs(spec):
+    def outputs(spec, as_selection=False):
         scored.append(spec)
-        return real_outputs(spec)
+        return real_outputs(spec, as_selection)
 
     with mock.patch.object(trainer_module, "stage_loader", loader), mock.patch.object(t, "eval_outputs", outputs):
         t.fit()
     assert "ckplus48@draw3" in served and not any("check" in name for name in served)
-    assert scored == [f"folder:{check}"] * 2  # before adaptation (the stage-1 model) and after the epoch
+    # the check set before adaptation (the stage-1 model) and after the epoch; source validation once, at the end
+    assert scored == [f"folder:{check}", f"folder:{check}", "ferplus:valid"]
     h = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0 <= h["check_acc"] <= 1 and 0 <= h["target_flip_rate"] <= 1 and len(h["target_pred_share"]) == 7
     assert 0 <= h["report_target_acc"] <= 1  # CK+ draws have labels: the study's report-only columns

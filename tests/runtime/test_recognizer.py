@@ -137,7 +137,7 @@ def test_stream_tracks_faces_and_smooths_probabilities(rec, group):
 
     frames = [np.roll(group, 3 * k, axis=1) for k in range(4)] + [np.zeros_like(group)] * 12 + [group]
     out = list(rec.stream(iter(frames), smoothing=0.5, max_missed=10))
-    ids = [sorted(f.extras["track"] for f in faces) for _, faces in out]
+    ids = [sorted(f.track for f in faces) for _, faces in out]
     assert ids[0] == ids[1] == ids[2] == ids[3] == list(range(6))      # same six tracks while faces move
     assert ids[4] == [] and sorted(ids[-1]) == list(range(6, 12))       # dropped after 10 missed frames, new ids
     # smoothing: a track's probabilities are the EMA of its raw ones

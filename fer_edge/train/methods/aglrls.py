@@ -168,10 +168,13 @@ class AGLRLS(Method):
         common = dict(momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.momentum > 0)
         source = Stage("source", 0 if a.init_from else a.source_epochs, a.source_lr, views={"labelled": "weak"},
                        schedule="cosine", warmup_epochs=a.source_warmup_epochs, **common)
+        # not evaluated per epoch: nothing is selected (select_checkpoint=False), and on a small
+        # target the source-validation pass would cost more than the epoch; the method measures
+        # source validation once, after the last epoch (the health summary's "source_val")
         transfer = Stage("transfer", o.epochs, o.lr, data=("labelled", "target"),
                          views={"labelled": "weak", "target": "weak+strong"},
                          batch={"labelled": a.source_batch, "target": a.target_batch},
-                         steps_per_epoch=a.steps_per_epoch, schedule="dann", **common)
+                         steps_per_epoch=a.steps_per_epoch, schedule="dann", evaluate=False, **common)
         return [source, transfer]
 
     def param_groups(self, model: AGLRLSModel, stage: Stage) -> list[dict]:
@@ -258,7 +261,18 @@ class AGLRLS(Method):
         if self.signals["check_acc"] is not None:
             out["check_acc"] = self.signals["check_acc"]
         out.update(self._report_only(ctx, probs))
+        if ctx.stage_epoch == ctx.stage.epochs - 1:
+            self.signals["source_val"] = out["source_val_acc"] = self._source_val(ctx)
         return out
+
+    def _source_val(self, ctx) -> float:
+        """Accuracy on the source's validation split by the average of the 7 classifiers: the rule
+        stage 1's per-epoch validation used (it has no learning status yet), so the two compare."""
+        from fer_edge.train.data_roles import split_spec
+
+        outputs, labels = ctx.eval_outputs(split_spec(self.cfg.data.dataset, self.cfg.select_on), as_selection=True)
+        pred, _ = decisions.decide(outputs, "mean_softmax")
+        return float((pred == labels).mean())
 
     # -- adaptation health (issue 20) -------------------------------------------------------------
     def _thresholds(self) -> np.ndarray:
@@ -297,7 +311,7 @@ class AGLRLS(Method):
     def summary(self, history: list[dict]) -> dict:
         if self.reference is None or self.signals is None:
             return {}
-        after = next((h["val_acc"] for h in reversed(history) if "val_acc" in h and h.get("stage") == "transfer"), None)
+        after = self.signals.get("source_val")
         classes = list(view(self.cfg.data.num_classes))
         return health.assess(self.reference, self.signals, classes, (self.stage1_val, after),
                              (self.reference.get("check_acc"), self.signals.get("check_acc")))

@@ -143,8 +143,9 @@ class TrainContext:
     precision of pseudo labels on an unlabelled pool whose labels are hidden): never train on them.
     autocast(): the trainer's mixed-precision context.
     history: the per-epoch logs of the epochs trained so far (read-only).
-    eval_outputs(spec): (`predict` outputs, labels) of a labelled dataset spec that is never
-    trained on (e.g. a user's check set), evaluated like an eval set.
+    eval_outputs(spec, as_selection=False): (`predict` outputs, labels) of a labelled dataset
+    spec that is never trained on (e.g. a user's check set), whole like an eval set, or cut like
+    the selection split (data.limit) with as_selection.
     """
 
     def __init__(self, **kw):
