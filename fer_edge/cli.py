@@ -29,10 +29,19 @@ def _data_landmarks(args) -> int:
     from fer_edge.data import landmarks, open_dataset
     from fer_edge.faces import FaceDetector
 
-    ds = open_dataset(args.dataset, args.split)
+    from fer_edge.data import DATASETS
+
+    kind = args.dataset.partition(":")[0]
+    if kind not in DATASETS:
+        raise ValueError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
+    split = args.split or DATASETS[kind][0]
+    ds = open_dataset(args.dataset, split)
+    # the one place training looks (fer_edge.data.landmarks.cache_file), named as training names it
+    spec = (f"ferplus:{split}" if kind == "ferplus" else args.dataset if len(DATASETS[kind]) == 1 and not split.startswith("draw")
+            else f"{args.dataset}@{split}")
     detector = FaceDetector(args.yunet, min_side=args.min_side)
     cache = landmarks.build(ds, detector, progress=True)
-    path = landmarks.save(cache, args.out or landmarks.default_path(ds))
+    path = landmarks.save(cache, args.out or landmarks.cache_file(spec))
     print(f"{ds.name}: {cache.summary()}")
     print(f"landmark cache: {path}")
     return 0
@@ -278,6 +287,17 @@ def _predict(args) -> int:
     return 0
 
 
+def _benchmark(args) -> int:
+    from fer_edge import benchmark
+
+    report = benchmark.run(args.models, args.data, args.limit, args.formats, args.batch, args.camera_batch, args.repeats,
+                           args.threads, args.frame, args.out, not args.no_chart, args.yunet, args.min_face,
+                           not args.no_detection_rates)
+    print(benchmark.format_table(report))
+    print(f"results: {report['json']}" + (f", chart: {report['chart']}" if "chart" in report else ""))
+    return 0
+
+
 def _check_save_target(out, folder: bool) -> None:
     """--save: a folder for a folder of inputs (created), else an image file OpenCV can write."""
     import cv2
@@ -353,7 +373,9 @@ def _parser(name: str, sub, help_text: str, **kw):
                           formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `fer-edge` parser with every subcommand (argv only decides whether `train --help`
+    lists the methods, which imports the training side)."""
     from fer_edge import __version__
 
     parser = argparse.ArgumentParser(prog="fer-edge", description="Facial expression recognition for the edge.",
@@ -369,10 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--mode", default="majority", help="FERPlus label protocol (majority, probability, multi_target, argmax)")
     st.add_argument("--out", help="PNG path (default: <dataset>_classes.png)")
     st.set_defaults(func=_data_stats)
-    lm = data.add_parser("landmarks", help="detect 5 landmarks once per image and cache them beside the dataset")
+    lm = data.add_parser("landmarks", help="detect 5 landmarks once per image and cache them where training reads them "
+                                           "($FER_EDGE_CACHE/landmarks, default ~/.cache/fer_edge/landmarks)")
     lm.add_argument("dataset", help="ferplus | ckplus | rafdb:<root> | folder:<root> ...")
     lm.add_argument("--split", help="one split (default: the dataset's first)")
-    lm.add_argument("--out", help="cache file (default: beside the dataset, fer_edge_landmarks.npz)")
+    lm.add_argument("--out", help="cache file (default: <cache dir>/landmarks/<dataset>_<split>.npz, what training "
+                                  "reads; training's data.landmarks_dir=<folder> points elsewhere)")
     lm.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
     lm.add_argument("--min-side", type=int, default=160, help="upscale smaller images to this side before detection")
     lm.set_defaults(func=_data_landmarks)
@@ -430,6 +454,31 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     pr.set_defaults(func=_predict)
 
+    bm = _parser("benchmark", sub, "every format x precision of a model that runs here: size, accuracy, agreement, "
+                                   "classifier and pipeline latency per stage, with anchors; table, JSON and chart")
+    bm.add_argument("models", nargs="*", help="exported models (.onnx, .xml, .engine) or a training checkpoint (.pt, "
+                                              "exported first to every form that runs here); default: the shipped model")
+    bm.add_argument("--data", default="ferplus:valid", help="labelled faces for accuracy (any dataset spec)")
+    bm.add_argument("--limit", type=int, default=0, help="use the first N faces of --data (0: all)")
+    bm.add_argument("--formats", nargs="+", help="checkpoints: format:precision to export (default: all that run here)")
+    bm.add_argument("--batch", type=int, default=8, help="the classifier's camera-like batch (faces per call)")
+    bm.add_argument("--camera-batch", type=int, default=4, help="frames per predict call for the batched pipeline row")
+    bm.add_argument("--repeats", type=int, default=50, help="timed runs per measurement")
+    bm.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    bm.add_argument("--frame", help="a photo with one face for the pipeline timings (default: the data folder's portrait)")
+    bm.add_argument("--min-face", type=int, default=40, help="the detector's min_face for the pipeline rows")
+    bm.add_argument("--yunet", help="YuNet ONNX path (default: $FER_EDGE_YUNET, the cache dir, the data folder)")
+    bm.add_argument("--out", default="fer_edge_benchmark", help="folder for the JSON, the chart and any exports")
+    bm.add_argument("--no-chart", action="store_true", help="skip the PNG chart (needs matplotlib)")
+    bm.add_argument("--no-detection-rates", action="store_true",
+                    help="skip counting the faces found before/after min_face on the data folder's photos and crops")
+    bm.set_defaults(func=_benchmark)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(argv)
     # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them
     # with flags), so they are collected from what the parser did not recognise.
     args, extra = parser.parse_known_args(argv)

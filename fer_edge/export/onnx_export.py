@@ -6,6 +6,7 @@ re-derive it from the bytes alone (fer_edge/metadata.py: seal, payload_digest).
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -39,10 +40,18 @@ def to_onnx_model(graph: torch.nn.Module, inputs: list[dict], simplify: bool = T
     if len(inputs) > 1:
         dynamic += (tuple({0: batch} for _ in inputs[1:]),)  # the graph takes extra inputs as *args: one nested tuple
     graph = graph.eval()
+    # torch.onnx logs "torchvision is not installed. Skipping torchvision::nms" (and three more)
+    # on every export: our graphs use no torchvision op, so users should not read that
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(graph, example, dynamo=True, input_names=names, output_names=["logits"],
-                                    dynamic_shapes=dynamic, opset_version=OPSET, optimize=True, verbose=False)
+        try:
+            program = torch.onnx.export(graph, example, dynamo=True, input_names=names, output_names=["logits"],
+                                        dynamic_shapes=dynamic, opset_version=OPSET, optimize=True, verbose=False)
+        finally:
+            onnx_log.setLevel(level)
     model = program.model_proto
     if simplify:
         import onnxsim

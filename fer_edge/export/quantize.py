@@ -2,9 +2,27 @@
 and OpenVINO IR quantised with NNCF. Both calibrate on images from the training data."""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def quiet_tools():
+    """The quantisers' own chatter (ONNX Runtime's calibration prints, NNCF's progress bars and
+    info log) kept off the user's terminal; their errors still raise. Our own messages say
+    what was exported and how it verified."""
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf_logger.setLevel(level)
 
 
 def as_inputs(calibration) -> dict[str, np.ndarray]:
@@ -48,14 +66,15 @@ def qdq_onnx(fp32_model, calibration):
         model.CopyFrom(fp32_model)
         del model.metadata_props[:]
         onnx.save(model, src)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.Percentile,
-                        # biases stay float: TensorRT's DequantizeLinear takes INT8/FP8/INT4 inputs only
-                        # (an INT32 bias DQ fails its ONNX parser; it fuses float biases into the conv)
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.999,
-                                       "QuantizeBias": False})
+        with quiet_tools():
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            # biases stay float: TensorRT's DequantizeLinear takes INT8/FP8/INT4 inputs only
+                            # (an INT32 bias DQ fails its ONNX parser; it fuses float biases into the conv)
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "CalibPercentile": 99.999, "QuantizeBias": False})
         return onnx.load(dst)
 
 
@@ -66,4 +85,5 @@ def nncf_openvino(ov_model, calibration):
     arrays = as_inputs(calibration)
     n = len(arrays["pixels"])
     items = [{name: a[i:i + 1] for name, a in arrays.items()} for i in range(n)]
-    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=n, preset=nncf.QuantizationPreset.MIXED)
+    with quiet_tools():
+        return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=n, preset=nncf.QuantizationPreset.MIXED)

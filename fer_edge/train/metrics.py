@@ -55,3 +55,44 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, tit
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Training curves beside metrics.jsonl: every logged loss term (left) and the accuracies
+    (train, validation; right) per epoch, stage boundaries marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    losses = sorted({k for h in history for k, v in h.items() if k.endswith("loss") and isinstance(v, (int, float))})
+    for k in losses:
+        pts = [(h["epoch"], h[k]) for h in history if isinstance(h.get(k), (int, float))]
+        ax_loss.plot(*zip(*pts), marker=".", label=k.replace("_loss", "") if k != "train_loss" else "total")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss (epoch mean)")
+    values = [h[k] for h in history for k in losses if isinstance(h.get(k), (int, float))]
+    if values and min(values) > 0:  # terms spanning decades (CE vs a small contrastive term)
+        ax_loss.set_yscale("log")
+    ax_loss.legend(fontsize=7)
+    for k, label in (("train_acc", "train"), ("val_acc", "validation"), ("val_mean_class_acc", "validation mean class"),
+                     ("check_acc", "check set")):
+        pts = [(h["epoch"], h[k]) for h in history if isinstance(h.get(k), (int, float))]
+        if pts:
+            ax_acc.plot(*zip(*pts), marker=".", label=label)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.legend(fontsize=7)
+    for ax in (ax_loss, ax_acc):
+        for a, b in zip(history, history[1:]):
+            if a.get("stage") != b.get("stage"):
+                ax.axvline(a["epoch"] + 0.5, color="grey", lw=0.8, ls="--")
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

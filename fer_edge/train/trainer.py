@@ -30,7 +30,7 @@ from fer_edge.train.config import TrainConfig, config_from_dict
 from fer_edge.train.data_roles import RunData, check_roles, eval_loader, stage_loader, stage_steps
 from fer_edge.train.ema import EMA
 from fer_edge.train.methods import Stage, TrainContext, get_method
-from fer_edge.train.metrics import confusion_matrix, plot_confusion, summarize
+from fer_edge.train.metrics import confusion_matrix, plot_confusion, plot_curves, summarize
 from fer_edge.train.torch_data import normalisation
 
 
@@ -318,6 +318,10 @@ class Trainer:
                     checkpoint.save(self.out / "best.pt", state)
                 with open(self.out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(logs) + "\n")
+                try:  # curves.png beside metrics.jsonl, redrawn every epoch
+                    plot_curves(self.history, self.out / "curves.png", f"{self.cfg.method}: {self.out}")
+                except (ImportError, OSError, ValueError) as exc:  # a plot never stops training
+                    print(f"curves.png not drawn: {exc}", flush=True)
                 val_text = f" val acc {logs['val_acc']:.4f}{' *' if improved else ''}" if stage.evaluate else ""
                 print(f"epoch {self.epoch} ({stage.name}): loss {logs['train_loss']:.4f}"
                       + (f" train acc {logs['train_acc']:.4f}" if "train_acc" in logs else "")

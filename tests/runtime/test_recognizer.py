@@ -126,10 +126,15 @@ def test_cli_predict(exported, yunet_path, data_root, tmp_path, capsys):
     assert main(["predict", str(img), "--model", str(out / "m.fp32.onnx"), "--yunet", str(yunet_path), "--json",
                  "--save", str(tmp_path / "a.png")]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert len(data["faces"]) == 6 and cv2.imread(str(tmp_path / "a.png")) is not None
+    assert isinstance(data, list) and len(data) == 1  # always a list, one record per image
+    assert len(data[0]["faces"]) == 6 and cv2.imread(str(tmp_path / "a.png")) is not None
+    face = data[0]["faces"][0]
+    assert all(v == round(v, 1) for v in face["box"]) and all(v == round(v, 4) for v in face["probabilities"].values())
     assert main(["predict", str(data_root / "faces" / "test_images"), "--model", str(out / "m.fp32.onnx"),
                  "--yunet", str(yunet_path)]) == 0
-    assert capsys.readouterr().out.count("1.jpg:") == 4
+    captured = capsys.readouterr()
+    assert captured.out.count("1.jpg: face 0 at (") == 4  # which face is which: its box
+    assert "model: m.fp32.onnx (onnx fp32, onnxruntime)" in captured.err
 
 
 def test_stream_tracks_faces_and_smooths_probabilities(rec, group):
