@@ -211,6 +211,9 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
                 src = qdq if precision == "int8" else fp32
                 build_engine(src.SerializeToString(), meta, path, precision, batch_sizes, workspace_mb,
                              out_dir / "timing.cache", dla_core)
+                from fer_edge.export.deepstream import write_deepstream_config
+
+                row["deepstream_config"] = str(write_deepstream_config(path, meta) or "")
             row.update(compare(path, precision, torch_logits, val_y, val_inputs, threads=threads, decide=decide))
             row["accuracy_change_vs_torch"] = row["accuracy"] - report["torch_accuracy"]
         except TensorRTUnavailable as exc:

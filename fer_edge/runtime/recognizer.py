@@ -61,6 +61,10 @@ def resolve_model_path(model: str | Path) -> Path:
     """A path as given; a bare file name that does not exist here is looked up among the models
     shipped in the package (so `Recognizer("aglrls.xml")` works out of the box). TensorRT
     engines are never shipped: they are built for one GPU and TensorRT version."""
+    from fer_edge.runtime.backends.triton import is_url
+
+    if is_url(model):  # a model on a Triton server: the URL as given
+        return model
     path = Path(model)
     if path.exists() or path.parent != Path("."):
         return path
@@ -91,7 +95,9 @@ class Recognizer:
 
     Args:
         model: exported model path (.onnx, .xml, .engine/.plan, or a .pt checkpoint with torch);
-            a bare name of a shipped model ("aglrls.xml"); None loads the default model.
+            a bare name of a shipped model ("aglrls.xml"); a model on a Triton server,
+            "triton://host:port/name" (HTTP) or "triton+grpc://host:port/name"; None loads the
+            default model.
         detector: a FaceDetector, a YuNet model path, or None (found via FER_EDGE_YUNET / the cache
             dir when `predict` first needs it).
         backend: "auto" (by suffix), "onnxruntime", "openvino", "tensorrt".

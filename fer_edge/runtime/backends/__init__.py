@@ -65,7 +65,16 @@ def backend_for(path: str | Path, backend: str = "auto") -> str:
 
 
 def open_backend(path: str | Path, backend: str = "auto", **kwargs) -> Backend:
-    """Loads a model file with the backend its suffix (or `backend`) names."""
+    """Loads a model file with the backend its suffix (or `backend`) names; a
+    triton://host:port/model URL opens the Triton client backend."""
+    from fer_edge.runtime.backends.triton import is_url
+
+    if is_url(path):
+        if backend not in ("auto", "triton"):
+            raise BackendError(f"{path}: a Triton URL is served by the triton backend, not {backend!r}")
+        from fer_edge.runtime.backends.triton import TritonBackend
+
+        return TritonBackend(path, **kwargs)
     name = backend_for(path, backend)
     module, _, cls = _REGISTRY[name][0].partition(":")
     return getattr(import_module(module), cls)(path, **kwargs)
