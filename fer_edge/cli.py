@@ -298,6 +298,37 @@ def _benchmark(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from fer_edge.serving import triton_server as ts
+    from fer_edge.serving.triton_repository import write_repository
+
+    if args.prepare_stub_env:
+        runtimes = ["onnxruntime"] + (["openvino"] if args.with_openvino else [])
+        print(f"Triton stub environment: {ts.prepare_stub_env(args.prepare_stub_env, runtimes)}")
+        return 0
+    if not args.model:
+        raise ValueError("serve needs a model (or --prepare-stub-env DIR)")
+    folder = write_repository(args.model, args.repository, args.name, args.kind, args.max_batch,
+                              tuple(args.preferred_batch), args.queue_delay_us, args.instances, args.device,
+                              threads=args.threads or 0)
+    print(f"model repository: {folder.parent} (model {args.name}, {args.kind} backend)")
+    if args.write_only:
+        return 0
+    if args.kind != "python":
+        raise ValueError(f"the {args.kind} kind needs a Triton server that ships that backend (the tritonserver "
+                         "containers); this machine's server runs the python kind. Use --write-only and serve the "
+                         "repository there")
+    server = ts.TritonServer(args.repository, args.http_port, args.grpc_port, stub_env=args.stub_env)
+    with server:
+        print(f"serving: Recognizer('triton://{server.http_url}/{args.name}') or "
+              f"Recognizer('triton+grpc://{server.grpc_url}/{args.name}'); Ctrl-C stops", flush=True)
+        try:
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def _check_save_target(out, folder: bool) -> None:
     """--save: a folder for a folder of inputs (created), else an image file OpenCV can write."""
     import cv2
@@ -361,6 +392,11 @@ EXAMPLES = {
   fer-edge export --list                             # formats and precisions""",
     "info": """examples:
   fer-edge info                                      # compiled kernels, CUDA, threads""",
+    "serve": """examples:
+  fer-edge serve --prepare-stub-env ~/.cache/fer_edge/triton_stub_env   # once: the Python backend's environment
+  fer-edge serve exports/m.fp32.onnx --name fer                          # repository + a local Triton server
+  fer-edge serve exports/m.fp32.onnx --kind onnxruntime --device gpu --write-only --repository /models
+  # cameras: Recognizer("triton://server:8000/fer") or Recognizer("triton+grpc://server:8001/fer")""",
     "data": """examples:
   fer-edge data stats ferplus
   fer-edge data landmarks ckplus
@@ -479,6 +515,30 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
+    sv = _parser("serve", sub, "serve a model to many cameras through Triton Inference Server (the cameras detect "
+                               "and align, the server classifies)")
+    sv.add_argument("model", nargs="?", help="exported model (.onnx, .xml; .engine with --kind tensorrt)")
+    sv.add_argument("--repository", default="triton_models", help="model repository folder to write")
+    sv.add_argument("--name", default="fer_edge", help="the model's name on the server")
+    sv.add_argument("--kind", default="python", choices=("python", "onnxruntime", "openvino", "tensorrt"),
+                    help="python: fer_edge's runtime inside Triton's Python backend (any Triton, CPU included); "
+                         "the others: Triton's own backends (GPU servers)")
+    sv.add_argument("--max-batch", type=int, default=32, help="largest batch the server forms")
+    sv.add_argument("--preferred-batch", type=int, nargs="+", default=[8, 32], help="dynamic batching's preferred sizes")
+    sv.add_argument("--queue-delay-us", type=int, default=2000, help="how long a request may wait to be batched")
+    sv.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    sv.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="instance kind")
+    sv.add_argument("--threads", type=int, help="python kind: inference threads per instance")
+    sv.add_argument("--http-port", type=int, help="default: a free port")
+    sv.add_argument("--grpc-port", type=int, help="default: a free port")
+    sv.add_argument("--write-only", action="store_true", help="write the repository, do not start a server")
+    sv.add_argument("--stub-env", help="the Python environment Triton's Python backend runs in (default: "
+                                       "$FER_EDGE_TRITON_STUB_ENV or ~/.cache/fer_edge/triton_stub_env)")
+    sv.add_argument("--prepare-stub-env", metavar="DIR", help="make that environment (numpy<2, the runtimes, fer_edge "
+                                                              "linked in) and exit")
+    sv.add_argument("--with-openvino", action="store_true", help="--prepare-stub-env: also install OpenVINO")
+    sv.set_defaults(func=_serve)
+
     # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them
     # with flags), so they are collected from what the parser did not recognise.
     args, extra = parser.parse_known_args(argv)
