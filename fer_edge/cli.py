@@ -510,11 +510,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     help="skip counting the faces found before/after min_face on the data folder's photos and crops")
     bm.set_defaults(func=_benchmark)
 
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(argv)
     sv = _parser("serve", sub, "serve a model to many cameras through Triton Inference Server (the cameras detect "
                                "and align, the server classifies)")
     sv.add_argument("model", nargs="?", help="exported model (.onnx, .xml; .engine with --kind tensorrt)")
@@ -538,6 +533,11 @@ def main(argv: list[str] | None = None) -> int:
                                                               "linked in) and exit")
     sv.add_argument("--with-openvino", action="store_true", help="--prepare-stub-env: also install OpenVINO")
     sv.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(argv)
 
     # key=value overrides may stand anywhere after `train METHOD` (argparse alone cannot mix them
     # with flags), so they are collected from what the parser did not recognise.
