@@ -17,6 +17,19 @@ labels are never read here: unlabelled roles keep every face (CK+'s contempt fac
 pool) and their batches carry no labels; only the final report compares with CK+'s labels. The
 report uses the last checkpoint (no checkpoint selection).
 
+Small targets (issue 20): on a camera's ~10 people the learning status stays near 0.1, so the
+dynamic thresholds sit near tau/4 and ~97% of the target is pseudo-labelled from the first epoch:
+the model trains on its own confusions. Two label-free counters, both switches (the paper:
+threshold_floor=0, align_prior=false): a floor under the thresholds, and distribution alignment
+of the weak-view prediction to the stage-1 model's mean prediction on the target (ReMixMatch's
+alignment with that as the prior), so no class can swallow the pool as adaptation drifts. The run
+measures label-free health signals on the target before and after every epoch
+(train/adaptation_health.py), ends with a summary and warnings (`summary()`, printed by
+`fer-edge train`, kept in final.json), and scores an optional labelled check set of the user's
+(aglrls.check_set) that is never trained on. Where the target has labels (CK+ subject draws in the
+study, benchmarks/aglrls_small_targets.py), report_* columns give the pseudo labels' precision
+against them, for the report only.
+
 Defaults where the review found the released code, our first runs and methods.md apart (each a
 switch; the reported CPU runs are reproduced by the first three switches' other values):
 - taps="paper": the branches get the 128/512-channel maps methods.md describes, whatever the
