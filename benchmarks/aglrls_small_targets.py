@@ -89,6 +89,8 @@ def table() -> str:
     for d in sorted(RUNS.glob("draw*"), key=lambda p: (p.name != "drawall", p.name[4:].zfill(3))):
         draw = d.name[4:]
         for seed_dir in sorted(d.glob(f"{CONTROL}/seed*")):
+            if not (seed_dir / "final.json").is_file():  # still training
+                continue
             seed = int(seed_dir.name[4:])
             ctrl = json.loads((seed_dir / "final.json").read_text())
             spec = target_spec(draw)
@@ -126,8 +128,9 @@ def table() -> str:
         role = "full CK+" if e["draw"] == "all" else "tuning" if int(e["draw"]) in TUNING_DRAWS else "report"
         gain = "" if e["variant"] == CONTROL else f"{100 * e['gain_vs_source_only']:+.1f}"
         p = "" if e["variant"] == CONTROL else f"{e['mcnemar_vs_source_only']['p_value']:.2f}"
-        prec = " -> ".join(pct(v) for v in e["pseudo_precision_first_last"])
-        rate = " -> ".join(pct(v) for v in e["pseudo_rate_first_last"])
+        # source-only trains on no pseudo label: its columns would describe labels nobody used
+        prec = "" if e["variant"] == CONTROL else " -> ".join(pct(v) for v in e["pseudo_precision_first_last"])
+        rate = "" if e["variant"] == CONTROL else " -> ".join(pct(v) for v in e["pseudo_rate_first_last"])
         lines.append(f"| {e['draw']} | {role} | {e['faces']} | {e['variant']} | {e['seed']} | {pct(e['accuracy'])} | {gain} | "
                      f"{p} | {pct(e['ferplus_test'])} | {prec} | {rate} | {len(e['warnings'])} |")
     lines += ["", "Summary per variant (gain over source-only in points; 'hurt' = more than 2 points below it; "
