@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -24,21 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fer_edge.benchmark import percentiles as shared_percentiles, timed  # noqa: E402  (one timing loop for both)
+
 
 def percentiles(samples_ms: list[float]) -> dict:
-    a = np.array(samples_ms)
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "fps": float(1000.0 / np.median(a)), "runs": len(a)}
-
-
-def timed(fn, repeats: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
+    """fer_edge.benchmark's percentiles (rounded to the microsecond) plus the FPS of the median."""
+    out = shared_percentiles(samples_ms)
+    out["fps"] = float(1000.0 / np.median(samples_ms))
     return out
 
 

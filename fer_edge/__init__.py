@@ -10,14 +10,14 @@ __version__ = "0.1.0"
 __all__ = ["build_info", "Recognizer", "FaceResult", "FrameResults", "draw", "__version__"]
 
 
+_RUNTIME_NAMES = ("Recognizer", "FaceResult", "FrameResults", "draw")
+
+
 def __getattr__(name):
-    # lazy: `import fer_edge` stays free of OpenCV/runtime imports until the Recognizer is used
-    if name == "Recognizer":
-        from fer_edge.runtime.recognizer import Recognizer
+    # lazy: `import fer_edge` stays free of OpenCV/runtime imports until the Recognizer is used;
+    # fer_edge.runtime resolves these names (lazily too)
+    if name in _RUNTIME_NAMES:
+        from fer_edge import runtime
 
-        return Recognizer
-    if name in ("FaceResult", "FrameResults", "draw"):
-        from fer_edge.runtime import results
-
-        return getattr(results, name)
+        return getattr(runtime, name)
     raise AttributeError(f"module 'fer_edge' has no attribute {name!r}")
