@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import numpy as np
 
-# warning thresholds: first values set from the failure described in issue 20 (one class taking
-# most of the target, 60-90% of faces changing class); to be revised on the tuning draws of CK+
-# subjects only (data/subject_draws.py), never on the report draws
+# Warning thresholds. First set from the failure described in issue 20 (one class taking most of the
+# target, 60-90% of faces changing class), then revised on the tuning draws of the CK+ subject study
+# only (draws 0-2, benchmarks/results/aglrls_small_targets/stage1_4ep/; never the report draws). On
+# those 9 runs no adaptation hurt, and the largest values seen were: faces changing class 18%,
+# distribution drift 0.10, fall in classifier agreement 9 points, fall in source-validation accuracy
+# 4.9 points. The failing run of issue 20 lost only 2.2 points of source accuracy while losing 12 on
+# its target, so a source drop says little about the target: it is reported on every run and warned
+# about only when it is large enough to mean the model forgot its training data.
 SWALLOW_SHARE = 0.5        # one class holds at least this share of the target ...
 SWALLOW_GROWTH = 1.5       # ... and at least this many times its share before adaptation
-SOURCE_DROP = 0.03         # source-validation accuracy fell by more than this (absolute)
+FLIP_RATE = 0.25           # this share of the target's faces changed class (classes can swap without drift)
 DRIFT_TV = 0.25            # the predicted class distribution moved this far from the reference
-AGREEMENT_DROP = 0.05      # the classifiers agree less than before by this much
+AGREEMENT_DROP = 0.10      # the classifiers agree less than before by this much
+SOURCE_DROP = 0.10         # source-validation accuracy fell by more than this (absolute)
 
 
 def _tv(p: np.ndarray, q: np.ndarray) -> float:
@@ -89,7 +95,7 @@ def assess(reference: dict, final: dict, classes, source_val: tuple[float | None
     if fin_share[big] >= SWALLOW_SHARE and fin_share[big] >= SWALLOW_GROWTH * max(ref_share[big], 1e-9):
         warnings.append(f"'{classes[big]}' swallowed the target: {100 * fin_share[big]:.0f}% of its faces after adaptation "
                         f"(before: {100 * ref_share[big]:.0f}%)")
-    if final["drift_tv"] >= DRIFT_TV:
+    if final["drift_tv"] >= DRIFT_TV or final["flip_rate"] >= FLIP_RATE:
         warnings.append(f"the target's predicted class distribution moved by {100 * final['drift_tv']:.0f}% (total variation) "
                         f"and {100 * final['flip_rate']:.0f}% of its faces changed class")
     if final["head_agreement"] < reference["head_agreement"] - AGREEMENT_DROP:

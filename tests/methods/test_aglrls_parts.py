@@ -204,11 +204,40 @@ def test_adaptation_signals_and_warnings_on_a_synthetic_collapse():
     assert fin["flip_rate"] == pytest.approx(0.6) and fin["drift_tv"] == pytest.approx(0.5 * (0.4 + 0.6 + 0.2))
     # heads agreeing with the combined label: half of them on faces 0-3 and 7-8, both elsewhere
     assert fin["pseudo_rate"] == 1.0 and fin["head_agreement"] == pytest.approx(0.7)
-    bad = health.assess(ref, fin, classes, (0.80, 0.74), (0.6, 0.4))
+    bad = health.assess(ref, fin, classes, (0.80, 0.68), (0.6, 0.4))
     text = " | ".join(bad["warnings"])
     assert "'happiness' swallowed the target: 90%" in text and "moved by 60%" in text
-    assert "agree less" in text and "fell from 80.0% to 74.0%" in text and "check set got worse" in text
+    assert "agree less" in text and "fell from 80.0% to 68.0%" in text and "check set got worse" in text
     assert "signals" in bad and "pred" not in bad["signals"]["after"]
+    # a small source-validation drop is reported, not warned about: it says little about the target
+    mild = health.assess(ref, health.signals(before, prior, reference=ref), classes, (0.80, 0.75))
+    assert mild["warnings"] == [] and any("80.0% -> 75.0%" in line for line in mild["lines"])
+
+
+def test_classes_swapping_without_drift_still_warn():
+    from fer_edge.train import adaptation_health as health
+
+    classes = ["neutral", "happiness", "surprise"]
+    prior = np.array([0.4, 0.4, 0.2])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    before = np.full((10, 1, 3), 0.1)
+    before[np.arange(10), 0, labels] = 0.8
+    ref = health.signals(before, prior)
+    # faces 0-1 go neutral -> happiness and faces 4-5 happiness -> neutral: the shares stay 40/40/20
+    swapped = labels.copy()
+    swapped[[0, 1]], swapped[[4, 5]] = 1, 0
+    after = np.full((10, 1, 3), 0.1)
+    after[np.arange(10), 0, swapped] = 0.8
+    fin = health.signals(after, prior, reference=ref)
+    assert fin["drift_tv"] == 0.0 and fin["flip_rate"] == pytest.approx(0.4)
+    out = health.assess(ref, fin, classes)
+    assert len(out["warnings"]) == 1 and "40% of its faces changed class" in out["warnings"][0]
+    # below the flip threshold (2 of 10 < 25%): no warning
+    swapped = labels.copy()
+    swapped[0], swapped[4] = 1, 0
+    after = np.full((10, 1, 3), 0.1)
+    after[np.arange(10), 0, swapped] = 0.8
+    assert health.assess(ref, health.signals(after, prior, reference=ref), classes)["warnings"] == []
 
 
 def test_threshold_floor_lifts_the_dynamic_thresholds_it_is_below(tmp_path):
