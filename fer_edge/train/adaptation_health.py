@@ -7,7 +7,7 @@ after every adaptation epoch, and `assess` compares the adapted model with the r
 raises warnings. Nothing here reads a target label.
 
 Signals of one measurement (`signals`):
-- pred_share: the target's predicted class distribution (mean softmax over the heads);
+- pred_share: the target's predicted class distribution (by the model's decision rule: `pred`);
   max_class_share / max_class: its largest share and which class holds it;
 - prior_tv: total variation distance between pred_share and the source's class prior;
 - drift_tv: total variation between pred_share and the reference's (0 for the reference);
@@ -41,10 +41,12 @@ def _tv(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def signals(probs: np.ndarray, source_prior: np.ndarray, thresholds: np.ndarray | None = None,
-            reference: dict | None = None) -> dict:
+            reference: dict | None = None, pred: np.ndarray | None = None) -> dict:
     """probs [N, K, C] softmax of each of K classifiers on the target faces (K = 1 for a single
     head); source_prior [C]; thresholds [K, C] pseudo-label thresholds (None: no pseudo_rate);
-    reference: the signals of the model before adaptation (with its "pred")."""
+    reference: the signals of the model before adaptation (with its "pred"); pred [N]: the labels
+    the model's own decision rule gives (AGLRLS ships GLPC, which can disagree with the mean of the
+    heads on a fifth of a target), default the arg-max of the heads' mean."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim == 2:
         probs = probs[:, None]
@@ -52,7 +54,9 @@ def signals(probs: np.ndarray, source_prior: np.ndarray, thresholds: np.ndarray 
     if n == 0:
         raise ValueError("adaptation signals need at least one target face")
     mean = probs.mean(1)
-    pred = mean.argmax(1)
+    pred = mean.argmax(1) if pred is None else np.asarray(pred, dtype=np.int64)
+    if pred.shape != (n,):
+        raise ValueError(f"pred must have one label per target face ({n}), got shape {pred.shape}")
     share = np.bincount(pred, minlength=c) / n
     out = {
         "pred": pred.tolist(),

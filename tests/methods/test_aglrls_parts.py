@@ -261,3 +261,26 @@ def test_threshold_floor_lifts_the_dynamic_thresholds_it_is_below(tmp_path):
     with pytest.raises(ValueError, match="threshold_floor"):
         load_config(Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml",
                     [f"out_dir={tmp_path}", "aglrls.threshold_floor=1.5"])
+
+
+def test_signals_follow_the_models_own_decision_rule():
+    from fer_edge import decisions
+    from fer_edge.train import adaptation_health as health
+
+    # 7 classifiers, 2 classes, 2 faces: the concat head is sure of class 1 on face 0, the other six
+    # lean to class 0, so GLPC answers 1 where the heads' mean answers 0
+    probs = np.full((2, 7, 2), 0.5)
+    probs[0, :6] = [0.6, 0.4]
+    probs[0, 6] = [0.1, 0.9]
+    probs[1, :] = [0.8, 0.2]
+    prior = np.array([0.5, 0.5])
+    by_mean = health.signals(probs, prior)
+    assert by_mean["pred"] == [0, 0] and by_mean["pred_share"] == [1.0, 0.0]
+    glpc = decisions.glpc(probs.transpose(1, 0, 2), np.full((7, 2), 0.5))
+    assert glpc.tolist() == [1, 0]
+    by_rule = health.signals(probs, prior, pred=glpc)
+    assert by_rule["pred_share"] == [0.5, 0.5] and by_rule["prior_tv"] == 0.0
+    # agreement is with the rule's label: on face 0 only the concat head says 1
+    assert by_rule["head_agreement"] == pytest.approx((1 / 7 + 1) / 2)
+    with pytest.raises(ValueError, match="one label per target face"):
+        health.signals(probs, prior, pred=np.array([0, 1, 0]))
