@@ -1,0 +1,70 @@
+"""The AGLRLS small-target study's report (benchmarks/aglrls_small_targets.py) on hand-made runs:
+gains are paired by seed, every draw's seeds are averaged before the verdict, and warnings are
+judged by today's rules from the stored signals."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("aglrls_small_targets", ROOT / "benchmarks" / "aglrls_small_targets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mod, "RESULTS", tmp_path / "results")
+    return mod
+
+
+def _run(mod, draw, variant, seed, correct, n=10, summary=None):
+    out = mod.run_dir(4, str(draw), variant, seed)
+    out.mkdir(parents=True)
+    labels = [1] * n
+    preds = [1] * correct + [2] * (n - correct)
+    spec = mod.target_spec(str(draw))
+    final = {"sets": {spec: {"accuracy": correct / n, "labels": labels, "predictions": preds},
+                      "ferplus:test": {"accuracy": 0.75}},
+             "method_summary": summary or {}}
+    (out / "final.json").write_text(json.dumps(final))
+    (out / "metrics.jsonl").write_text("")
+
+
+def _signals(flip):
+    share = [0.5, 0.3, 0.2, 0, 0, 0, 0]
+    before = {"pred_share": share, "head_agreement": 0.8, "entropy": 0.5, "drift_tv": 0.0, "flip_rate": 0.0}
+    after = {"pred_share": share, "head_agreement": 0.8, "entropy": 0.5, "drift_tv": 0.0, "flip_rate": flip}
+    return {"signals": {"before": before, "after": after, "source_val": [0.8, 0.78], "check": [None, None]},
+            "warnings": ["a warning raised by the rules of the day of the run"]}
+
+
+def test_gains_are_paired_by_seed_and_draws_averaged_over_seeds(study):
+    # draw 3 (a report draw): seed 0 source-only 6/10, paper 4/10 (-20); seed 1 source-only 3/10, paper 5/10 (+20)
+    _run(study, 3, "source_only", 0, 6)
+    _run(study, 3, "paper", 0, 4, summary=_signals(flip=0.4))
+    _run(study, 3, "source_only", 1, 3)
+    _run(study, 3, "paper", 1, 5, summary=_signals(flip=0.1))
+    # draw 4: one seed, paper +10
+    _run(study, 4, "source_only", 0, 5)
+    _run(study, 4, "paper", 0, 6, summary=_signals(flip=0.0))
+    text = study.table(4)
+    res = json.loads((study.RESULTS / "stage1_4ep" / "results.json").read_text())
+    s = res["summary"]
+    assert s["report/paper"]["runs"] == 3 and s["report/paper"]["hurt"] == 1
+    assert s["draw3/paper/seeds"]["gains"] == pytest.approx([-20.0, 20.0])
+    assert s["draw3/paper/seeds"]["mean_gain"] == pytest.approx(0.0)
+    per_draw = s["report/paper/seed_means"]
+    assert per_draw["draws"] == pytest.approx({"3": 0.0, "4": 0.1}) and per_draw["hurt"] == 0
+    # today's rules: a 40% flip warns, a 10% one does not, whatever the run itself said
+    runs = res["runs"]
+    assert len(runs["draw3/paper/seed0"]["warnings"]) == 1 and "40% of its faces" in runs["draw3/paper/seed0"]["warnings"][0]
+    assert runs["draw3/paper/seed1"]["warnings"] == []
+    assert runs["draw3/paper/seed1"]["warnings_at_run"] == ["a warning raised by the rules of the day of the run"]
+    assert "| 3 | report | 10 | paper | 0 | 40.0 | -20.0 |" in text
+    # the results land beside the study's stage 1, one folder per run
+    assert (study.RESULTS / "stage1_4ep" / "draw3" / "paper_seed1" / "final.json").is_file()
