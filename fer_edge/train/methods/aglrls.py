@@ -22,7 +22,9 @@ dynamic thresholds sit near tau/4 and ~97% of the target is pseudo-labelled from
 the model trains on its own confusions. Two label-free counters, both switches (the paper:
 threshold_floor=0, align_prior=false): a floor under the thresholds, and distribution alignment
 of the weak-view prediction to the stage-1 model's mean prediction on the target (ReMixMatch's
-alignment with that as the prior), so no class can swallow the pool as adaptation drifts. The run
+alignment with that as the prior), so no class can swallow the pool as adaptation drifts. Chosen
+on the study's tuning draws, they did not hold on its report draws (they gave up large gains and
+kept losses; benchmarks/results/aglrls_small_targets/README.md): treat them as unproven. The run
 measures label-free health signals on the target before and after every epoch
 (train/adaptation_health.py), ends with a summary and warnings (`summary()`, printed by
 `fer-edge train`, kept in final.json), and scores an optional labelled check set of the user's
