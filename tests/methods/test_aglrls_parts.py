@@ -212,6 +212,14 @@ def test_adaptation_signals_and_warnings_on_a_synthetic_collapse():
     # a small source-validation drop is reported, not warned about: it says little about the target
     mild = health.assess(ref, health.signals(before, prior, reference=ref), classes, (0.80, 0.75))
     assert mild["warnings"] == [] and any("80.0% -> 75.0%" in line for line in mild["lines"])
+    # a small target is told that the signals cannot vouch for it, and pointed to a check set
+    small = health.assess(ref, health.signals(before, prior, reference=ref), classes, target_faces=80)
+    assert small["warnings"] == [] and any("the target has 80 faces" in line and "aglrls.check_set" in line
+                                           for line in small["lines"])
+    checked = health.assess(ref, health.signals(before, prior, reference=ref), classes, check=(0.5, 0.6), target_faces=80)
+    assert not any("aglrls.check_set" in line for line in checked["lines"])
+    big = health.assess(ref, health.signals(before, prior, reference=ref), classes, target_faces=5000)
+    assert not any("the target has" in line for line in big["lines"])
 
 
 def test_classes_swapping_without_drift_still_warn():

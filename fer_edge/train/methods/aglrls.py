@@ -332,7 +332,8 @@ class AGLRLS(Method):
         after = self.signals.get("source_val")
         classes = list(view(self.cfg.data.num_classes))
         return health.assess(self.reference, self.signals, classes, (self.stage1_val, after),
-                             (self.reference.get("check_acc"), self.signals.get("check_acc")))
+                             (self.reference.get("check_acc"), self.signals.get("check_acc")),
+                             target_faces=len(self.reference["pred"]))
 
     def train_step(self, ctx, batch) -> dict:
         if ctx.stage.name == "source":
