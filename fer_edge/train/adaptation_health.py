@@ -36,7 +36,7 @@ AGREEMENT_DROP = 0.10      # the classifiers agree less than before by this much
 SOURCE_DROP = 0.10         # source-validation accuracy fell by more than this (absolute)
 # Below this many target faces the run says that adaptation is a gamble whatever the signals say: on
 # CK+ targets of 10 people (63-90 faces) it moved accuracy by -9 to +10 points against training
-# without the target, and no label-free signal told the two apart (the study's README).
+# without the target, and no label-free signal told the two apart (benchmarks/results/aglrls_small_targets/README.md).
 SMALL_TARGET = 500
 
 
