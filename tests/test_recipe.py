@@ -79,7 +79,12 @@ def test_the_baseline_recipe_trains_tables_and_ships_end_to_end(data_root, tmp_p
     rc.train(r, extra=[*r.smoke, "eval_sets=ckplus"])
     final = json.loads((r.run_dir("main", 0) / "final.json").read_text())
     assert final["selected_on"] == "valid" and final["sets"]["ckplus"]["count"] == 981
-    assert "| main | 0 |" in rc.table(r)
+    ck = final["sets"]["ckplus"]
+    assert ck["basic_six"]["count"] == 927 and ck["sequence_vote"]["sequences"] == 327
+    lo, hi = ck["sequence_vote"]["face_ci95_by_sequence"]
+    assert lo <= ck["accuracy"] <= hi
+    text = rc.table(r)
+    assert "| main | 0 |" in text and "one vote per sequence" in text
     assets = tmp_path / "assets"
     assets.mkdir()
     (assets / "default.int8.xml").write_text("stale")  # a file that no longer passes its rule must go

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fer_edge.data.base import FaceDataset, Sample, restrict_to_view
 from fer_edge.data.labels import CLASSES, canonical, view
+from fer_edge.data.subject_draws import sequence_of
 from fer_edge.paths import IMAGE_SUFFIXES, data_root
 
 
@@ -56,4 +57,9 @@ class UnlabelledFolder(FaceDataset):
 def ckplus(num_classes: int = 8, color: str = "gray", root: str | Path | None = None) -> ImageFolder:
     """CK+48: 981 faces in 7 classes (no neutral); the 7-class view drops its 54 contempt faces."""
     root = Path(root) if root else data_root() / "ckplus48" / "CK+48"
-    return ImageFolder(root, num_classes=num_classes, color=color, name="ckplus48")
+    data = ImageFolder(root, num_classes=num_classes, color=color, name="ckplus48")
+    for s in data.samples:  # its 3 frames per sequence are one expression, not 3 (evaluation votes per sequence)
+        seq = sequence_of(s.name)
+        if seq is not None:
+            s.extras["sequence"] = seq
+    return data

@@ -18,6 +18,7 @@ DRAW_SUBJECTS = 10
 DRAW_SEED = 20
 TUNING_DRAWS = (0, 1, 2)
 _SUBJECT = re.compile(r"(S\d{3})_\d{3}_\d+")
+_SEQUENCE = re.compile(r"(S\d{3}_\d{3})_\d+")
 
 
 def subject_of(name: str) -> str:
@@ -26,6 +27,13 @@ def subject_of(name: str) -> str:
     if m is None:
         raise ValueError(f"{name!r} carries no CK+ subject (expected S<nnn>_<seq>_<frame>)")
     return m.group(1)
+
+
+def sequence_of(name: str) -> str | None:
+    """'anger/S010_004_00000017.png' -> 'S010_004' (CK+'s frames of one sequence share it);
+    None for names that carry no CK+ sequence."""
+    m = _SEQUENCE.search(name.rsplit("/", 1)[-1])
+    return m.group(1) if m else None
 
 
 def subject_draws(subjects, size: int = DRAW_SUBJECTS, seed: int = DRAW_SEED) -> list[list[str]]:

@@ -1,10 +1,13 @@
-"""Classification metrics and the confusion-matrix plot."""
+"""Classification metrics (with cross-dataset views: the basic six, per-sequence votes) and the
+confusion-matrix plot."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from fer_edge import decisions
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -96,3 +99,79 @@ def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)
+
+
+# The six basic expressions every FER dataset labels (CK+ adds contempt and lacks neutral): a
+# cross-dataset number that does not depend on which extra classes a dataset has.
+BASIC_SIX = ("happiness", "surprise", "sadness", "anger", "disgust", "fear")
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion correct / n (independent trials)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def sequence_vote(pred, labels, groups, resamples: int = 2000, seed: int = 0) -> dict:
+    """Accuracy when frames of one sequence are one decision, and what frame correlation does to
+    the face-level confidence interval.
+
+    `groups[i]` names face i's sequence. A sequence's vote is its most frequent prediction; a
+    tie goes to the prediction of its last face in order (CK+ keeps a sequence's last frames,
+    so the last is the expression's peak). A sequence whose faces disagree on the label is an
+    error. The face-level interval is given twice: as if the faces were independent (Wilson on
+    the faces) and by a bootstrap over sequences (faces of one sequence resampled together),
+    which is the honest one when frames are near-duplicates."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    groups = list(groups)
+    if not (len(pred) == len(labels) == len(groups)) or not groups:
+        raise ValueError(f"sequence_vote: {len(pred)} predictions, {len(labels)} labels, {len(groups)} groups")
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    votes, truths, face_correct = [], [], []
+    for g, idx in members.items():
+        truth = set(labels[idx].tolist())
+        if len(truth) != 1:
+            raise ValueError(f"sequence {g!r} has faces labelled {sorted(truth)}: one sequence is one expression")
+        counts = np.bincount(pred[idx])
+        best = np.flatnonzero(counts == counts.max())
+        votes.append(int(pred[idx[-1]]) if len(best) > 1 and pred[idx[-1]] in best else int(best[0]))
+        truths.append(truth.pop())
+        face_correct.append(np.asarray(pred[idx] == labels[idx], np.float64))
+    hits = np.asarray(votes) == np.asarray(truths)
+    n_seq = len(members)
+    rng = np.random.default_rng(seed)
+    sums = np.array([c.sum() for c in face_correct])
+    sizes = np.array([len(c) for c in face_correct])
+    draws = rng.integers(0, n_seq, size=(resamples, n_seq))
+    boot = sums[draws].sum(1) / sizes[draws].sum(1)
+    face_acc = float(sums.sum() / sizes.sum())
+    return {
+        "accuracy": float(hits.mean()),
+        "sequences": n_seq,
+        "faces": int(sizes.sum()),
+        "ci95": wilson_interval(int(hits.sum()), n_seq),
+        "face_accuracy": face_acc,
+        "face_ci95_if_independent": wilson_interval(int(sums.sum()), int(sizes.sum())),
+        "face_ci95_by_sequence": (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))),
+    }
+
+
+def basic_six_accuracy(outputs, labels, classes: Sequence[str], rule: str, params: dict | None) -> dict | None:
+    """Accuracy on the faces labelled with one of the basic six expressions the set has, the
+    decision restricted to those classes (CK+: 927 of its 981 faces). None when the set has none."""
+    labels = np.asarray(labels)
+    basic = np.array([c in BASIC_SIX for c in classes])
+    present = np.bincount(labels, minlength=len(classes)) > 0
+    allowed = basic & present
+    keep = allowed[labels]
+    if not keep.any():
+        return None
+    pred, _ = decisions.decide(np.asarray(outputs)[keep], rule, params, allowed)
+    return {"accuracy": float((pred == labels[keep]).mean()), "count": int(keep.sum()),
+            "classes": [c for c, a in zip(classes, allowed) if a]}

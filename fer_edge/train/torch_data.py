@@ -64,6 +64,9 @@ class TorchFaces(torch.utils.data.Dataset):
         self.candidates = None
         if items and all("candidates" in it for it in items):
             self.candidates = np.stack([np.asarray(it["candidates"], bool) for it in items])
+        # the recording a face is a frame of (CK+'s sequences), when the dataset says: evaluation
+        # then also votes once per sequence
+        self.groups = [it["sequence"] for it in items] if items and all("sequence" in it for it in items) else None
         self.landmarks = None
         if landmarks:
             missing = sum(1 for it in items if it.get("landmarks") is None)

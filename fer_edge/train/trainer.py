@@ -30,7 +30,8 @@ from fer_edge.train.config import TrainConfig, config_from_dict
 from fer_edge.train.data_roles import RunData, check_roles, eval_loader, stage_loader, stage_steps
 from fer_edge.train.ema import EMA
 from fer_edge.train.methods import Stage, TrainContext, get_method
-from fer_edge.train.metrics import confusion_matrix, plot_confusion, plot_curves, summarize
+from fer_edge.train.metrics import (basic_six_accuracy, confusion_matrix, plot_confusion, plot_curves, sequence_vote,
+                                    summarize)
 from fer_edge.train.torch_data import normalisation
 
 
@@ -279,6 +280,11 @@ class Trainer:
             present = np.bincount(labels, minlength=len(self.classes)) > 0
             result["accuracy_shared_classes"] = float((decisions.decide(outputs, rule.rule, rule.params, present)[0] == labels).mean())
             result["shared_classes"] = [c for c, p in zip(self.classes, present) if p]
+            six = basic_six_accuracy(outputs, labels, self.classes, rule.rule, rule.params)
+            if six is not None:
+                result["basic_six"] = six
+            if getattr(data, "groups", None) is not None:  # frames of one sequence (CK+): one vote each
+                result["sequence_vote"] = sequence_vote(pred, labels, data.groups)
             rules = self.method.decision_rules()
             if rules:  # methods with several ways to decide, reported side by side
                 result["rules"] = {name: float((decisions.decide(outputs, r.rule, r.params)[0] == labels).mean())

@@ -1,0 +1,86 @@
+"""Cross-dataset metrics on hand-computed cases: CK+'s per-sequence vote and its confidence
+intervals, the basic-six accuracy, and the sequences the CK+ loader records."""
+import numpy as np
+import pytest
+
+from fer_edge.data.labels import CLASSES
+from fer_edge.train.metrics import basic_six_accuracy, sequence_vote, wilson_interval
+
+
+def test_wilson_interval_matches_the_textbook_value():
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_sequence_vote_majority_tie_to_last_frame_and_face_accuracy():
+    groups = ["A", "A", "A", "B", "B", "B", "C", "C", "C"]
+    labels = [1, 1, 1, 2, 2, 2, 0, 0, 0]
+    pred = [1, 2, 1,  # A: majority 1, right
+            3, 4, 2,  # B: three-way tie -> last frame's 2, right
+            5, 5, 0]  # C: majority 5, wrong although its last frame is right
+    res = sequence_vote(pred, labels, groups)
+    assert res["sequences"] == 3 and res["faces"] == 9
+    assert res["accuracy"] == pytest.approx(2 / 3)
+    assert res["face_accuracy"] == pytest.approx(4 / 9)
+    assert res["ci95"] == wilson_interval(2, 3)
+
+
+def test_tie_between_two_classes_goes_to_the_last_frame_only_if_it_is_tied():
+    # counts: 1 twice, 2 twice; last frame says 2 -> 2
+    assert sequence_vote([1, 1, 2, 2], [2] * 4, ["s"] * 4)["accuracy"] == 1.0
+    # last frame says 3 (not among the tied) -> the lowest tied class, 1 -> wrong
+    assert sequence_vote([1, 1, 2, 2, 3], [2] * 5, ["s"] * 5)["accuracy"] == 0.0
+
+
+def test_correlated_frames_widen_the_face_interval():
+    # 100 sequences of 3 frames, each sequence all right or all wrong: 300 faces carry the
+    # information of 100, so the by-sequence interval must be about sqrt(3) times wider
+    rng = np.random.default_rng(0)
+    right = rng.random(100) < 0.7
+    labels = np.zeros(300, int)
+    pred = np.repeat(np.where(right, 0, 1), 3)
+    groups = np.repeat([f"s{i}" for i in range(100)], 3)
+    res = sequence_vote(pred, labels, groups, resamples=4000)
+    naive = res["face_ci95_if_independent"][1] - res["face_ci95_if_independent"][0]
+    honest = res["face_ci95_by_sequence"][1] - res["face_ci95_by_sequence"][0]
+    assert 1.4 < honest / naive < 2.1
+    assert res["accuracy"] == pytest.approx(res["face_accuracy"])
+
+
+def test_sequence_with_two_labels_is_an_error():
+    with pytest.raises(ValueError, match="one sequence is one expression"):
+        sequence_vote([0, 0], [0, 1], ["s", "s"])
+    with pytest.raises(ValueError, match="groups"):
+        sequence_vote([0, 0], [0, 0], ["s"])
+
+
+def test_basic_six_drops_contempt_faces_and_never_predicts_an_absent_class():
+    classes = CLASSES  # neutral, happiness, surprise, sadness, anger, disgust, fear, contempt
+    anger, contempt, neutral, happiness = 4, 7, 0, 1
+    labels = np.array([anger, anger, contempt, happiness])
+    outputs = np.full((4, 8), -5.0)
+    outputs[0, contempt], outputs[0, anger] = 3.0, 2.0   # contempt not allowed -> anger: right
+    outputs[1, neutral], outputs[1, happiness] = 3.0, 2.0  # neutral absent -> happiness: wrong
+    outputs[2, contempt] = 3.0  # a contempt face: not counted
+    outputs[3, happiness] = 1.0
+    res = basic_six_accuracy(outputs, labels, classes, "argmax", None)
+    assert res["count"] == 3
+    assert res["accuracy"] == pytest.approx(2 / 3)
+    assert res["classes"] == ["happiness", "anger"]
+    assert basic_six_accuracy(outputs[2:3], labels[2:3], classes, "argmax", None) is None
+
+
+def test_ckplus_faces_carry_their_sequence(data_root):
+    from fer_edge.data.folder import ckplus
+
+    ds = ckplus()
+    seqs = [s.extras["sequence"] for s in ds.samples]
+    assert len(set(seqs)) == 327
+    six = [s for s in ds.samples if ds.classes[s.label] != "contempt"]
+    assert len(six) == 927
+    # every sequence is one expression
+    by_seq = {}
+    for s in ds.samples:
+        by_seq.setdefault(s.extras["sequence"], set()).add(s.label)
+    assert all(len(v) == 1 for v in by_seq.values())
