@@ -76,11 +76,17 @@ def test_table_reports_every_run_and_paired_gains_over_the_control(tmp_path):
 def test_the_baseline_recipe_trains_tables_and_ships_end_to_end(data_root, tmp_path):
     r = dataclasses.replace(rc.recipe_for_method("baseline"), runs=str(tmp_path / "runs"), results=str(tmp_path / "results"))
     r.ship = dataclasses.replace(r.ship, formats=["onnx:fp32", "openvino:int8"])
-    rc.train(r, extra=[*r.smoke, "eval_sets=ckplus"])
+    rc.train(r, extra=[*r.smoke, "eval_sets=ckplus,ferplus:test"])
     final = json.loads((r.run_dir("main", 0) / "final.json").read_text())
     assert final["selected_on"] == "valid" and final["sets"]["ckplus"]["count"] == 981
     ck = final["sets"]["ckplus"]
     assert ck["basic_six"]["count"] == 927 and ck["sequence_vote"]["sequences"] == 327
+    assert "ambiguous_faces" not in ck  # CK+ has no votes
+    fp = final["sets"]["ferplus:test"]
+    amb = fp["ambiguous_faces"]
+    assert fp["count"] == 3137 and 0 < amb["count"] < 3137 and "sequence_vote" not in fp
+    n = amb["count"]  # the two accuracies recompose the whole
+    assert amb["accuracy"] * n + amb["accuracy_unambiguous"] * (3137 - n) == pytest.approx(fp["accuracy"] * 3137)
     lo, hi = ck["sequence_vote"]["face_ci95_by_sequence"]
     assert lo <= ck["accuracy"] <= hi
     text = rc.table(r)

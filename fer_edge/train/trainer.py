@@ -283,6 +283,13 @@ class Trainer:
             six = basic_six_accuracy(outputs, labels, self.classes, rule.rule, rule.params)
             if six is not None:
                 result["basic_six"] = six
+            cand = getattr(data, "candidates", None)
+            if cand is not None:  # FERPlus: faces whose votes leave two or more candidate classes (where partial labels matter)
+                several = cand.sum(1) >= 2
+                result["ambiguous_faces"] = {"count": int(several.sum()),
+                                             "accuracy": float((pred[several] == labels[several]).mean()) if several.any() else None,
+                                             "accuracy_unambiguous": float((pred[~several] == labels[~several]).mean())
+                                             if (~several).any() else None}
             if getattr(data, "groups", None) is not None:  # frames of one sequence (CK+): one vote each
                 result["sequence_vote"] = sequence_vote(pred, labels, data.groups)
             rules = self.method.decision_rules()
