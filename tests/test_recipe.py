@@ -90,7 +90,7 @@ def test_the_baseline_recipe_trains_tables_and_ships_end_to_end(data_root, tmp_p
     lo, hi = ck["sequence_vote"]["face_ci95_by_sequence"]
     assert lo <= ck["accuracy"] <= hi
     text = rc.table(r)
-    assert "| main | 0 |" in text and "one vote per sequence" in text
+    assert "| main | 0 |" in text and "one vote per sequence" in text and "two or more candidate classes" in text
     assets = tmp_path / "assets"
     assets.mkdir()
     (assets / "default.int8.xml").write_text("stale")  # a file that no longer passes its rule must go
