@@ -11,31 +11,50 @@ from fer_edge.models.vit import ViT
 class LabelQueryDecoder(nn.Module):
     """K learnable label queries cross-attend to the encoder's tokens (a DETR-like Transformer
     decoder: self-attention among the queries, cross-attention to the tokens, MLP; pre-norm);
-    one logit per query from a shared linear scorer. Query k stands for class k."""
+    one logit per query. Query k stands for class k.
 
-    def __init__(self, dim: int, num_classes: int, layers: int = 2, heads: int = 8):
+    scorer="per_class" (default) reads query k's output with class k's own weights and bias
+    (Query2Label's group-wise linear); "shared" uses one linear scorer for every query, so classes
+    differ only through the decoder's outputs. With queries initialised at std 0.02 either scorer
+    stayed at the class prior on FERPlus for 3 epochs (benchmarks/results/pll/README.md)."""
+
+    def __init__(self, dim: int, num_classes: int, layers: int = 2, heads: int = 8, scorer: str = "per_class"):
         super().__init__()
         if dim % heads:
             raise ValueError(f"decoder heads: {heads} does not divide the encoder width {dim}")
-        self.queries = nn.Parameter(torch.randn(num_classes, dim) * 0.02)
+        if scorer not in ("per_class", "shared"):
+            raise ValueError(f"decoder scorer: expected per_class or shared, got {scorer!r}")
+        # N(0, 1) as DETR's query embeddings: at 0.02 the queries are lost in the decoder's residual
+        # stream, every query decodes the same vector, and fine-tuning stayed at the class prior
+        self.queries = nn.Parameter(torch.randn(num_classes, dim))
         layer = nn.TransformerDecoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True,
                                            norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(dim, eps=1e-6))
-        self.score = nn.Linear(dim, 1)
+        self.scorer = scorer
+        if scorer == "shared":
+            self.score = nn.Linear(dim, 1)
+        else:
+            bound = dim ** -0.5  # nn.Linear's default initialisation, per class
+            self.class_weight = nn.Parameter(torch.empty(num_classes, dim).uniform_(-bound, bound))
+            self.class_bias = nn.Parameter(torch.empty(num_classes).uniform_(-bound, bound))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-        return self.score(self.decoder(q, tokens)).squeeze(-1)
+        h = self.decoder(q, tokens)
+        if self.scorer == "shared":
+            return self.score(h).squeeze(-1)
+        return (h * self.class_weight).sum(-1) + self.class_bias
 
 
 class PLLClassifier(nn.Module):
     """Encoder + label-query decoder (or, with decoder off, a linear head on the class token):
     the exported model, logits [B, C]."""
 
-    def __init__(self, encoder: ViT, num_classes: int, decoder: bool = True, layers: int = 2, heads: int = 8):
+    def __init__(self, encoder: ViT, num_classes: int, decoder: bool = True, layers: int = 2, heads: int = 8,
+                 scorer: str = "per_class"):
         super().__init__()
         self.encoder = encoder
-        self.decoder = LabelQueryDecoder(encoder.out_dim, num_classes, layers, heads) if decoder else None
+        self.decoder = LabelQueryDecoder(encoder.out_dim, num_classes, layers, heads, scorer) if decoder else None
         self.head = None if decoder else nn.Linear(encoder.out_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -175,6 +175,25 @@ def test_config_errors_are_clear():
     path = recipe_for_method("pll").path("config")
     for bad, match in (("model.backbone=resnet18", "ViT"), ("pll.patch=7", "divide"), ("pll.target=depth", "target"),
                        ("pll.hog_cell=3", "hog_cell"), ("pll.mask_ratio=1.0", "mask_ratio"),
-                       ("pll.labels=votes", "labels")):
+                       ("pll.labels=votes", "labels"), ("pll.scorer=mean", "scorer")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="pll")
+
+
+def test_label_query_decoder_scores_each_query_with_its_class_weights():
+    from fer_edge.models.pll import LabelQueryDecoder
+
+    torch.manual_seed(0)
+    dec = LabelQueryDecoder(16, 3, layers=1, heads=2)  # per_class by default
+    tokens = torch.randn(2, 5, 16)
+    q = dec.queries.unsqueeze(0).expand(2, -1, -1)
+    h = dec.decoder(q, tokens)
+    expected = torch.stack([h[:, k] @ dec.class_weight[k] + dec.class_bias[k] for k in range(3)], 1)
+    torch.testing.assert_close(dec(tokens), expected)
+    # queries start as distinct N(0, 1) vectors (DETR), not lost in the residual stream
+    assert 0.5 < float(dec.queries.std()) < 1.5
+    shared = LabelQueryDecoder(16, 3, layers=1, heads=2, scorer="shared")
+    h = shared.decoder(shared.queries.unsqueeze(0).expand(2, -1, -1), tokens)
+    torch.testing.assert_close(shared(tokens), shared.score(h).squeeze(-1))
+    with pytest.raises(ValueError, match="scorer"):
+        LabelQueryDecoder(16, 3, scorer="mean")

@@ -59,6 +59,7 @@ class PLLConfig:
     decoder: bool = True              # label-query decoder (false: linear head on the class token)
     decoder_layers: int = 2
     decoder_heads: int = 8
+    scorer: str = "per_class"         # per_class (Query2Label's group-wise linear) | shared (one scorer for every query)
     uniform_weight: float = 0.1
     revision: bool = True
     tau: float = 0.5
@@ -89,6 +90,8 @@ class PLL(Method):
             raise ValueError(f"pll.hog_cell {a.hog_cell} must divide pll.patch {a.patch}")
         if not 0 < a.mask_ratio < 1:
             raise ValueError(f"pll.mask_ratio must be in (0, 1), got {a.mask_ratio}")
+        if a.scorer not in ("per_class", "shared"):
+            raise ValueError(f"pll.scorer: expected per_class or shared, got {a.scorer!r}")
         if not 0 <= a.candidate_q < 1 or a.tau < 0 or a.uniform_weight < 0:
             raise ValueError("pll: candidate_q in [0, 1), tau and uniform_weight >= 0")
         if a.labels == "soft" and cfg.data.label_mode != "probability":
@@ -107,7 +110,7 @@ class PLL(Method):
         a = self.config
         encoder = build_backbone(self.cfg.model.backbone, in_channels, self.cfg.data.image_size, patch=a.patch,
                                  drop_path=a.drop_path, depth=a.depth)
-        net = PLLClassifier(encoder, num_classes, a.decoder, a.decoder_layers, a.decoder_heads)
+        net = PLLClassifier(encoder, num_classes, a.decoder, a.decoder_layers, a.decoder_heads, a.scorer)
         return PLLModel(net, self.target_dim(in_channels))
 
     def stages(self) -> list[Stage]:
