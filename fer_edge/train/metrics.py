@@ -1,5 +1,4 @@
-"""Classification metrics (with cross-dataset views: the basic six, per-sequence votes) and the
-confusion-matrix plot."""
+"""Classification metrics (with the views reports add: the basic six, per-sequence votes, faces\nwith several candidate labels) and the confusion-matrix plot."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -175,3 +174,12 @@ def basic_six_accuracy(outputs, labels, classes: Sequence[str], rule: str, param
     pred, _ = decisions.decide(np.asarray(outputs)[keep], rule, params, allowed)
     return {"accuracy": float((pred == labels[keep]).mean()), "count": int(keep.sum()),
             "classes": [c for c, a in zip(classes, allowed) if a]}
+
+
+def ambiguous_split(pred, labels, candidates) -> dict:
+    """Accuracy on the faces whose votes leave two or more candidate classes (candidates [N, C]
+    bool), and on the others; None for a side with no faces."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    several = np.asarray(candidates, bool).sum(1) >= 2
+    acc = lambda m: float((pred[m] == labels[m]).mean()) if m.any() else None  # noqa: E731
+    return {"count": int(several.sum()), "accuracy": acc(several), "accuracy_unambiguous": acc(~several)}

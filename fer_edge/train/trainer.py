@@ -30,7 +30,7 @@ from fer_edge.train.config import TrainConfig, config_from_dict
 from fer_edge.train.data_roles import RunData, check_roles, eval_loader, stage_loader, stage_steps
 from fer_edge.train.ema import EMA
 from fer_edge.train.methods import Stage, TrainContext, get_method
-from fer_edge.train.metrics import (basic_six_accuracy, confusion_matrix, plot_confusion, plot_curves, sequence_vote,
+from fer_edge.train.metrics import (ambiguous_split, basic_six_accuracy, confusion_matrix, plot_confusion, plot_curves, sequence_vote,
                                     summarize)
 from fer_edge.train.torch_data import normalisation
 
@@ -283,13 +283,8 @@ class Trainer:
             six = basic_six_accuracy(outputs, labels, self.classes, rule.rule, rule.params)
             if six is not None:
                 result["basic_six"] = six
-            cand = getattr(data, "candidates", None)
-            if cand is not None:  # FERPlus: faces whose votes leave two or more candidate classes (where partial labels matter)
-                several = cand.sum(1) >= 2
-                result["ambiguous_faces"] = {"count": int(several.sum()),
-                                             "accuracy": float((pred[several] == labels[several]).mean()) if several.any() else None,
-                                             "accuracy_unambiguous": float((pred[~several] == labels[~several]).mean())
-                                             if (~several).any() else None}
+            if getattr(data, "candidates", None) is not None:  # FERPlus votes: where partial labels matter
+                result["ambiguous_faces"] = ambiguous_split(pred, labels, data.candidates)
             if getattr(data, "groups", None) is not None:  # frames of one sequence (CK+): one vote each
                 result["sequence_vote"] = sequence_vote(pred, labels, data.groups)
             rules = self.method.decision_rules()

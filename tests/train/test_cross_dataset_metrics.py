@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fer_edge.data.labels import CLASSES
-from fer_edge.train.metrics import basic_six_accuracy, sequence_vote, wilson_interval
+from fer_edge.train.metrics import ambiguous_split, basic_six_accuracy, sequence_vote, wilson_interval
 
 
 def test_wilson_interval_matches_the_textbook_value():
@@ -84,3 +84,10 @@ def test_ckplus_faces_carry_their_sequence(data_root):
     for s in ds.samples:
         by_seq.setdefault(s.extras["sequence"], set()).add(s.label)
     assert all(len(v) == 1 for v in by_seq.values())
+
+
+def test_ambiguous_split_on_a_hand_computed_case():
+    cand = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], bool)
+    res = ambiguous_split([0, 1, 1, 0], [0, 0, 1, 2], cand)  # ambiguous: faces 1 (wrong), 2 (right)
+    assert res == {"count": 2, "accuracy": 0.5, "accuracy_unambiguous": 0.5}
+    assert ambiguous_split([0], [0], np.array([[1, 0]], bool))["accuracy"] is None
