@@ -33,6 +33,16 @@ def pixel_targets(images: torch.Tensor, patch: int) -> torch.Tensor:
     return (p - p.mean(-1, keepdim=True)) / (p.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
 
 
+def block_normalise(hog: torch.Tensor, floor: float) -> torch.Tensor:
+    """HOG targets [B, L, D] of raw magnitude sums -> each patch's D values L2-normalised as one
+    block (Dalal-Triggs block normalisation, the ViT patch as the block). The norm is floored at
+    `floor` x the batch's mean patch norm: per-cell normalisation (MaskFeat's) at 4 px cells on
+    blurry 48 px faces turns every flat cell into a unit-norm histogram of noise; with the floor a
+    flat patch stays near zero and an edge-rich one (eyes, mouth) near unit norm."""
+    n = hog.norm(dim=-1, keepdim=True)
+    return hog / torch.maximum(n, floor * n.mean()).clamp_min(1e-12)
+
+
 # -- partial labels ----------------------------------------------------------------------------------
 def initial_confidence(candidates: torch.Tensor) -> torch.Tensor:
     """C = Y / |Y| over each face's candidate set."""

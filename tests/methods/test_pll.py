@@ -131,6 +131,37 @@ def test_hog_targets_in_the_step_equal_the_reference_on_the_same_batch(data_root
     assert close.float().mean() > 0.999
 
 
+def test_block_normalised_targets_in_the_step_come_from_the_raw_kernel_sums(data_root, tmp_path, monkeypatch):
+    from fer_edge import ops
+    from fer_edge.train import partial_labels as pl
+    from fer_edge.train.data_roles import stage_loader
+
+    trainer = _trainer(tmp_path, "pll.hog_norm=block", "pll.hog_floor=0.2")
+    stage = trainer.stages[0]
+    trainer._optimizer_for(stage)
+    ctx = trainer._context(stage, 1, {})
+    batch = next(iter(stage_loader(stage, trainer.data, 0, 1, 0, 0, 1, 0)))
+    seen = {}
+    real_hog, real_norm = ops.hog, pl.block_normalise
+
+    def spy_hog(images, *args, **kw):
+        seen["norm"] = kw.get("norm")
+        seen["raw"] = real_hog(images, *args, **kw)
+        return seen["raw"]
+
+    def spy_norm(raw, floor):
+        seen["floor"], seen["target"] = floor, real_norm(raw, floor)
+        return seen["target"]
+
+    monkeypatch.setattr(ops, "hog", spy_hog)
+    monkeypatch.setattr(pl, "block_normalise", spy_norm)
+    terms = trainer.method.train_step(ctx, batch)
+    assert torch.isfinite(terms["mim"]) and seen["norm"] == "none" and seen["floor"] == 0.2
+    ref = _reference.hog(batch["image"].float(), 4, 9, 8, norm="none")
+    assert torch.isclose(seen["raw"], ref, atol=1e-3, rtol=1e-4).float().mean() > 0.999
+    assert float(seen["target"].norm(dim=-1).max()) <= 1 + 1e-5
+
+
 def test_datasets_without_votes_get_seeded_random_candidate_sets(data_root, tmp_path):
     trainer = _trainer(tmp_path, "pll.pretrain_epochs=0")
     trainer.fit(stop_after=0)  # setup
@@ -175,7 +206,7 @@ def test_config_errors_are_clear():
     path = recipe_for_method("pll").path("config")
     for bad, match in (("model.backbone=resnet18", "ViT"), ("pll.patch=7", "divide"), ("pll.target=depth", "target"),
                        ("pll.hog_cell=3", "hog_cell"), ("pll.mask_ratio=1.0", "mask_ratio"),
-                       ("pll.labels=votes", "labels"), ("pll.scorer=mean", "scorer")):
+                       ("pll.labels=votes", "labels"), ("pll.scorer=mean", "scorer"), ("pll.hog_norm=patch", "hog_norm")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="pll")
 
@@ -197,3 +228,19 @@ def test_label_query_decoder_scores_each_query_with_its_class_weights():
     torch.testing.assert_close(shared(tokens), shared.score(h).squeeze(-1))
     with pytest.raises(ValueError, match="scorer"):
         LabelQueryDecoder(16, 3, scorer="mean")
+
+
+def test_block_normalised_hog_keeps_flat_patches_near_zero():
+    from fer_edge.train.partial_labels import block_normalise
+
+    raw = torch.zeros(1, 3, 4)
+    raw[0, 0] = torch.tensor([3.0, 4.0, 0.0, 0.0])   # norm 5: an edge-rich patch
+    raw[0, 1] = torch.tensor([0.0, 0.0, 0.03, 0.04])  # norm 0.05: a flat patch
+    raw[0, 2] = torch.tensor([1.0, 0.0, 0.0, 0.0])    # norm 1
+    mean_norm = (5 + 0.05 + 1) / 3                    # 2.0167; floor 0.1 x that = 0.20167
+    out = block_normalise(raw, 0.1)
+    torch.testing.assert_close(out[0, 0], torch.tensor([0.6, 0.8, 0.0, 0.0]))
+    torch.testing.assert_close(out[0, 1], torch.tensor([0.0, 0.0, 0.03, 0.04]) / (0.1 * mean_norm))
+    torch.testing.assert_close(out[0, 2], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    # floor 0: plain per-patch L2 (the flat patch becomes unit norm as well)
+    torch.testing.assert_close(block_normalise(raw, 0.0).norm(dim=-1), torch.ones(1, 3))

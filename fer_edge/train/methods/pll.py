@@ -35,6 +35,7 @@ from fer_edge.train.methods.base import Method, Stage, register_method
 
 LABEL_MODES = ("pll", "majority", "soft")
 TARGETS = ("hog", "pixel")
+HOG_NORMS = ("cell", "block")
 
 
 @dataclass
@@ -53,6 +54,9 @@ class PLLConfig:
     target: str = "hog"               # hog | pixel
     hog_cell: int = 4
     hog_bins: int = 9
+    hog_norm: str = "cell"            # cell (MaskFeat: each cell's histogram L2-normalised) | block (the patch's
+                                      # raw sums L2-normalised together, the norm floored at hog_floor x the batch mean)
+    hog_floor: float = 0.1
     encoder: str = ""                 # a saved encoder to fine-tune (its .safetensors or stem)
     # fine-tuning
     labels: str = "pll"               # pll | majority | soft
@@ -86,6 +90,8 @@ class PLL(Method):
             raise ValueError(f"pll.target: expected one of {TARGETS}, got {a.target!r}")
         if a.labels not in LABEL_MODES:
             raise ValueError(f"pll.labels: expected one of {LABEL_MODES}, got {a.labels!r}")
+        if a.hog_norm not in HOG_NORMS or a.hog_floor < 0:
+            raise ValueError(f"pll.hog_norm: expected one of {HOG_NORMS} (hog_floor >= 0), got {a.hog_norm!r}")
         if a.target == "hog" and (a.hog_cell < 1 or a.patch % a.hog_cell):
             raise ValueError(f"pll.hog_cell {a.hog_cell} must divide pll.patch {a.patch}")
         if not 0 < a.mask_ratio < 1:
@@ -161,7 +167,7 @@ class PLL(Method):
 
         a = self.config
         path = save_encoder(ctx.module.net.encoder, Path(self.cfg.out_dir) / "encoder", target=a.target,
-                            epochs=ctx.stage_epoch + 1, mask_ratio=a.mask_ratio, patch_cell=a.hog_cell,
+                            hog_norm=a.hog_norm if a.target == "hog" else None, epochs=ctx.stage_epoch + 1, mask_ratio=a.mask_ratio, patch_cell=a.hog_cell,
                             data=self.cfg.data.unlabelled or f"{self.cfg.data.dataset} train (labels withheld)",
                             seed=self.cfg.seed)
         print(f"encoder saved: {path}")
@@ -183,7 +189,11 @@ class PLL(Method):
         mask = pl.random_mask(len(x), encoder.num_patches, a.mask_ratio, g, x.device)
         with torch.no_grad():
             if a.target == "hog":
-                target = ops.hog(x.float().contiguous(), a.hog_cell, a.hog_bins, a.patch)
+                if a.hog_norm == "cell":
+                    target = ops.hog(x.float().contiguous(), a.hog_cell, a.hog_bins, a.patch)
+                else:
+                    raw = ops.hog(x.float().contiguous(), a.hog_cell, a.hog_bins, a.patch, norm="none")
+                    target = pl.block_normalise(raw, a.hog_floor)
             else:
                 target = pl.pixel_targets(x, a.patch)
         pred = ctx.model(x, mask)
