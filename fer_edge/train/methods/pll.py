@@ -8,7 +8,8 @@ patches only). target=hog: `fer_edge.ops.hog` computed on the augmented batch it
 cells x 9 bins per 8 px patch at 4 px cells; hog_norm=cell normalises each cell's histogram as
 MaskFeat does, hog_norm=block each patch's raw sums together with a floored norm, see
 partial_labels.block_normalise); target=pixel: MAE's per-patch normalised pixels (the ablation).
-AdamW, warm-up + cosine. After every pre-training epoch the encoder is saved on its own (<out_dir>/encoder.safetensors + encoder.json), loadable by path (pll.encoder, CAFE).
+AdamW, warm-up + cosine. After every pre-training epoch the encoder is saved on its own
+(<out_dir>/encoder.safetensors + encoder.json), loadable by path (pll.encoder, CAFE).
 
 Stage "finetune" (optim.*): the encoder (from pre-training, pll.encoder, or from scratch) with the
 label-query decoder (K queries, 2 layers, 8 heads; one logit per query), trained with
