@@ -7,8 +7,8 @@ cafe.encoder picks the frozen F (its weights never change, it gets no gradient):
 - "random": a ViT of the MIM encoder's default shape at its random initialisation (the control
   that tests whether the frozen encoder is what helps);
 - "none": no encoder: the mask generator trained as a plain classifier (the same-budget baseline).
-CLIP image encoders (open_clip, from a user's local weights file) are not wired in yet: open_clip
-needs torchvision, which has no CPU build for this project's torch.
+- "clip:<model>:<weights file>": a CLIP image encoder built by open_clip from a file the user has
+  (never downloaded; fer_edge/models/clip_encoder.py), fed the same faces resized to its input size.
 
 Each step: CE on fc(F~), F~ = F(x) * sigmoid(mask generator(x)); with separation, F~'s channels
 fall into one contiguous group per class (uneven sizes allowed: every channel is used), a random
@@ -33,7 +33,8 @@ from fer_edge.train.methods.baseline import classification_loss, supervised_stag
 @dataclass
 class CAFEConfig:
     """The `cafe:` section; optim.* is the one stage."""
-    encoder: str = "random"           # mim:<path> | supervised:<checkpoint> | random | none (plain classifier baseline)
+    encoder: str = "random"           # mim:<path> | supervised:<checkpoint> | clip:<model>:<weights> | random
+                                      # | none (plain classifier baseline)
     random_depth: int = 6             # the "random" encoder's shape (the MIM encoder's default)
     random_patch: int = 8
     mask: str = "sigmoid"             # sigmoid (paper) | none (the raw mask: the "no sigmoid" ablation)
@@ -64,15 +65,20 @@ def diverse_loss(maxima: torch.Tensor, sizes: list[int]) -> torch.Tensor:
 @register_method
 class CAFE(Method):
     name = "cafe"
-    description = "expression masks on a frozen face encoder (MIM-HOG ViT by path), channel separation via chanpool_max"
+    description = "expression masks on a frozen face encoder (MIM-HOG ViT by path, or CLIP), channel separation via chanpool_max"
     Config = CAFEConfig
 
     @classmethod
     def check_config(cls, cfg) -> None:
         a = cfg.method_config
         kind, _, arg = a.encoder.partition(":")
-        if kind not in ("mim", "supervised", "random", "none") or (kind in ("mim", "supervised")) != bool(arg):
-            raise ValueError(f"cafe.encoder: expected mim:<path>, supervised:<checkpoint>, random or none, got {a.encoder!r}")
+        if kind not in ("mim", "supervised", "clip", "random", "none") or (kind in ("mim", "supervised", "clip")) != bool(arg):
+            raise ValueError(f"cafe.encoder: expected mim:<path>, supervised:<checkpoint>, clip:<model>:<weights file>, "
+                             f"random or none, got {a.encoder!r}")
+        if kind == "clip":
+            from fer_edge.models.clip_encoder import parse_clip_spec
+
+            parse_clip_spec(arg)
         if kind == "none" and (a.separation or a.diverse):
             raise ValueError("cafe.encoder=none is the plain-classifier baseline: set cafe.separation=false cafe.diverse=false")
         if a.mask not in ("sigmoid", "none"):
@@ -94,6 +100,11 @@ class CAFE(Method):
             with g:
                 torch.manual_seed(self.cfg.seed * 7919 + 1)
                 return FrozenFeatures(ViT("tiny", a.random_patch, d.image_size, in_channels, 0.0, a.random_depth))
+        if kind == "clip":
+            from fer_edge.models.clip_encoder import load_clip_encoder
+            from fer_edge.train.torch_data import normalisation
+
+            return load_clip_encoder(arg, *normalisation(d.color))
         if kind == "mim":
             from fer_edge.models.encoder_io import load_encoder, read_encoder_meta
 
