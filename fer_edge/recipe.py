@@ -178,12 +178,16 @@ def _cite_upstream(recipe: Recipe, override: str, extra: list[str]) -> str:
 
 # -- table -------------------------------------------------------------------------------------------
 def _finals(recipe: Recipe) -> dict:
+    """Every finished run's final.json: from its run folder, else from the copy an earlier `table`
+    made in the results folder (runs/ is scratch that a later session may not have; the committed
+    results are not), so a table can grow across sessions."""
     out = {}
     for v in recipe.variants:
         for seed in recipe.seeds:
-            f = recipe.run_dir(v, seed) / "final.json"
-            if f.is_file():
-                out[(v, seed)] = json.loads(f.read_text())
+            for f in (recipe.run_dir(v, seed) / "final.json", recipe.path("results") / f"{v}_seed{seed}" / "final.json"):
+                if f.is_file():
+                    out[(v, seed)] = json.loads(f.read_text())
+                    break
     return out
 
 

@@ -73,6 +73,25 @@ def test_table_reports_every_run_and_paired_gains_over_the_control(tmp_path):
     assert (tmp_path / "out" / "full_seed2" / "final.json").is_file()
 
 
+def test_table_keeps_runs_of_earlier_sessions_from_the_committed_results(tmp_path):
+    import shutil
+
+    r = rc.Recipe(name="t", method="aglrls", config="c", runs=str(tmp_path / "runs"), results=str(tmp_path / "out"),
+                  variants={"source_only": [], "full": []}, seeds=[0, 1], control="source_only")
+    for (v, s), a in {("source_only", 0): 0.50, ("full", 0): 0.60}.items():
+        r.run_dir(v, s).mkdir(parents=True)
+        (r.run_dir(v, s) / "final.json").write_text(json.dumps(_final(a, 0.8)))
+    rc.table(r)
+    shutil.rmtree(tmp_path / "runs")  # a new session: scratch runs are gone, the results folder is committed
+    for (v, s), a in {("source_only", 1): 0.52, ("full", 1): 0.55}.items():
+        r.run_dir(v, s).mkdir(parents=True)
+        (r.run_dir(v, s) / "final.json").write_text(json.dumps(_final(a, 0.8)))
+    text = rc.table(r)
+    assert text.count("| full |") == 2 and text.count("| source_only |") == 2
+    g = json.loads((tmp_path / "out" / "results.json").read_text())["gains"]["full vs source_only on ckplus"]
+    assert g["per_seed"] == pytest.approx([0.10, 0.03])
+
+
 def test_the_baseline_recipe_trains_tables_and_ships_end_to_end(data_root, tmp_path):
     r = dataclasses.replace(rc.recipe_for_method("baseline"), runs=str(tmp_path / "runs"), results=str(tmp_path / "results"))
     r.ship = dataclasses.replace(r.ship, formats=["onnx:fp32", "openvino:int8"])
