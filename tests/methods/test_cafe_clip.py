@@ -2,8 +2,8 @@
 
 open_clip imports torchvision, which cannot run beside the project's CPU torch 2.13, so the tests
 that build a model need an environment with open_clip (torch 2.14.1 + torchvision 0.29.1 on CPU;
-.ci/run makes one and sets FER_EDGE_REQUIRE_CLIP=1 there, where a missing open_clip fails instead of
-skipping). The model is a tiny randomly initialised open_clip architecture written to a temporary
+`bash .ci/clip_tests` makes one and sets FER_EDGE_REQUIRE_CLIP=1 there, where a missing open_clip
+fails instead of skipping; it is not part of .ci/run, because of its ~3 GB download). The model is a tiny randomly initialised open_clip architecture written to a temporary
 file, as a user's checkpoint would be: nothing is downloaded.
 """
 import json
