@@ -56,6 +56,9 @@ class ClipImageFeatures(Frozen):
         self.register_buffer("data_mean", torch.tensor(data_mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("data_std", torch.tensor(data_std, dtype=torch.float32).view(1, -1, 1, 1))
         self._out_dim = int(getattr(visual, "output_dim", 0) or 0)
+        if not self._out_dim:  # towers that do not say their width (e.g. timm-based ones): ask one face
+            with torch.no_grad():
+                self._out_dim = int(visual(torch.zeros(1, 3, *self.image_size)).shape[-1])
 
     @property
     def out_dim(self) -> int:

@@ -206,7 +206,8 @@ def test_config_errors_are_clear():
     path = recipe_for_method("pll").path("config")
     for bad, match in (("model.backbone=resnet18", "ViT"), ("pll.patch=7", "divide"), ("pll.target=depth", "target"),
                        ("pll.hog_cell=3", "hog_cell"), ("pll.mask_ratio=1.0", "mask_ratio"),
-                       ("pll.labels=votes", "labels"), ("pll.scorer=mean", "scorer"), ("pll.hog_norm=patch", "hog_norm")):
+                       ("pll.labels=votes", "labels"), ("pll.scorer=mean", "scorer"), ("pll.hog_norm=patch", "hog_norm"),
+                       ("pll.hog_floor=-1", "hog_floor")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="pll")
 

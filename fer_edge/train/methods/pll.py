@@ -92,8 +92,10 @@ class PLL(Method):
             raise ValueError(f"pll.target: expected one of {TARGETS}, got {a.target!r}")
         if a.labels not in LABEL_MODES:
             raise ValueError(f"pll.labels: expected one of {LABEL_MODES}, got {a.labels!r}")
-        if a.hog_norm not in HOG_NORMS or a.hog_floor < 0:
-            raise ValueError(f"pll.hog_norm: expected one of {HOG_NORMS} (hog_floor >= 0), got {a.hog_norm!r}")
+        if a.hog_norm not in HOG_NORMS:
+            raise ValueError(f"pll.hog_norm: expected one of {HOG_NORMS}, got {a.hog_norm!r}")
+        if a.hog_floor < 0:
+            raise ValueError(f"pll.hog_floor must be >= 0, got {a.hog_floor}")
         if a.target == "hog" and (a.hog_cell < 1 or a.patch % a.hog_cell):
             raise ValueError(f"pll.hog_cell {a.hog_cell} must divide pll.patch {a.patch}")
         if not 0 < a.mask_ratio < 1:
@@ -169,7 +171,8 @@ class PLL(Method):
 
         a = self.config
         path = save_encoder(ctx.module.net.encoder, Path(self.cfg.out_dir) / "encoder", target=a.target,
-                            hog_norm=a.hog_norm if a.target == "hog" else None, epochs=ctx.stage_epoch + 1, mask_ratio=a.mask_ratio, patch_cell=a.hog_cell,
+                            hog_norm=a.hog_norm if a.target == "hog" else None, epochs=ctx.stage_epoch + 1,
+                            mask_ratio=a.mask_ratio, patch_cell=a.hog_cell,
                             data=self.cfg.data.unlabelled or f"{self.cfg.data.dataset} train (labels withheld)",
                             seed=self.cfg.seed)
         print(f"encoder saved: {path}")
