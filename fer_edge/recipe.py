@@ -264,6 +264,11 @@ def table(recipe: Recipe, out: Path | None = None) -> str:
             mc = g.get("mcnemar_per_seed") or {}
             m = ("; McNemar per seed " + ", ".join(f"s{k} p = {r['p_value']:.3g} ({r['only_first_right']} vs "
                                                     f"{r['only_second_right']} faces)" for k, r in mc.items())) if mc else ""
+            seq = {k: r["by_sequence"] for k, r in mc.items() if "by_sequence" in r}
+            if seq:
+                m += ("; faces are frames of sequences, so by sequence (sign-flip test, "
+                      + ", ".join(f"s{k} p = {r['p_value']:.3g} over {r['differing_sequences']} differing of "
+                                  f"{r['sequences']}" for k, r in seq.items()) + ")")
             lines.append(f"- {k}: mean {100 * g['mean']:+.2f} (per seed {per}){p}{m}")
     lines += _cross_dataset_lines(finals, sets) + _ambiguous_lines(finals, sets)
     lines += ["", "Accuracy in % by the method's decision rule; 'shared classes' masks the classes an eval set lacks; "
@@ -322,13 +327,42 @@ def _ambiguous_lines(finals: dict, sets: list[str]) -> list[str]:
 def _mcnemar_per_seed(recipe: Recipe, finals: dict, variant: str, spec: str) -> dict:
     """seed -> McNemar of `variant` vs the control on one eval set, where both runs stored their
     per-face predictions (final.json files written before predictions were stored have none)."""
+    from fer_edge.train.metrics import paired_test_by_sequence
+
     out = {}
     for k in recipe.seeds:
         ra = finals.get((variant, k), {}).get("sets", {}).get(spec, {})
         rb = finals.get((recipe.control, k), {}).get("sets", {}).get(spec, {})
         if "predictions" in ra and "predictions" in rb and ra.get("labels") == rb.get("labels"):
             out[k] = mcnemar(ra["predictions"], rb["predictions"], ra["labels"])
+            groups = ra.get("groups") or rb.get("groups") or _groups_of(spec, ra["labels"])
+            if groups is not None:  # frames of sequences: the test that counts a sequence once
+                out[k]["by_sequence"] = paired_test_by_sequence(ra["predictions"], rb["predictions"], ra["labels"], groups)
     return out
+
+
+_GROUPS: dict = {}
+
+
+def _groups_of(spec: str, labels: list[int]) -> list[str] | None:
+    """The sequence of each face of an eval set whose final.json predates stored groups, read from
+    the dataset's file names (no images) where the data is here and its faces and labels are the
+    stored ones in the same order; None otherwise (not a set of sequences, or no data)."""
+    key = (spec, len(labels))
+    if key not in _GROUPS:
+        _GROUPS[key] = None
+        try:
+            from fer_edge.train.data_roles import open_split
+
+            for num_classes in (8, 7):
+                ds = open_split(spec, num_classes, "gray")
+                if [smp.label for smp in ds.samples] == list(labels):
+                    seqs = [smp.extras.get("sequence") for smp in ds.samples]
+                    _GROUPS[key] = seqs if all(seqs) else None
+                    break
+        except Exception:  # no data folder, an unknown spec: the table goes without the test
+            pass
+    return _GROUPS[key]
 
 
 # -- ship --------------------------------------------------------------------------------------------

@@ -152,6 +152,24 @@ def test_table_runs_mcnemar_per_seed_on_stored_predictions(tmp_path):
     assert "McNemar" in text
     gains = json.loads((tmp_path / "out" / "results.json").read_text())["gains"]
     assert gains["full vs base on ferplus:test"]["mcnemar_per_seed"] == {}  # no stored predictions: no test
+    assert "by_sequence" not in mc["0"]  # no groups stored and none to be found for 20 made-up faces
+
+
+def test_table_tests_frames_of_sequences_by_sequence(tmp_path):
+    r = rc.Recipe(name="t", method="baseline", config="c", runs=str(tmp_path / "runs"), results=str(tmp_path / "out"),
+                  variants={"base": [], "full": []}, seeds=[0], control="base")
+    labels, groups = [0] * 12, [g for g in "abcd" for _ in range(3)]
+    for v, pred in (("base", [1] * 3 + [0] * 9), ("full", [0] * 12)):
+        d = r.run_dir(v, 0)
+        d.mkdir(parents=True)
+        f = _final(0.5, 0.8)
+        f["sets"]["ckplus"].update(predictions=pred, labels=labels, groups=groups)
+        (d / "final.json").write_text(json.dumps(f))
+    text = rc.table(r)
+    mc = json.loads((tmp_path / "out" / "results.json").read_text())["gains"]["full vs base on ckplus"]["mcnemar_per_seed"]["0"]
+    assert mc["p_value"] == pytest.approx(2 / 2 ** 3)  # three faces...
+    assert mc["by_sequence"]["differing_sequences"] == 1 and mc["by_sequence"]["p_value"] == 1.0  # ...one sequence
+    assert "by sequence (sign-flip test, s0 p = 1 over 1 differing of 4)" in text
 
 
 def test_variants_cite_upstream_runs_trained_first_once_per_citation(tmp_path, monkeypatch):

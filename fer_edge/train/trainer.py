@@ -287,6 +287,7 @@ class Trainer:
                 result["ambiguous_faces"] = ambiguous_split(pred, labels, data.candidates)
             if getattr(data, "groups", None) is not None:  # frames of one sequence (CK+): one vote each
                 result["sequence_vote"] = sequence_vote(pred, labels, data.groups)
+                result["groups"] = list(data.groups)  # paired tests between runs cluster by sequence
             rules = self.method.decision_rules()
             if rules:  # methods with several ways to decide, reported side by side
                 result["rules"] = {name: float((decisions.decide(outputs, r.rule, r.params)[0] == labels).mean())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fer_edge.data.labels import CLASSES
-from fer_edge.train.metrics import ambiguous_split, basic_six_accuracy, sequence_vote, wilson_interval
+from fer_edge.train.metrics import ambiguous_split, basic_six_accuracy, paired_test_by_sequence, sequence_vote, wilson_interval
 
 
 def test_wilson_interval_matches_the_textbook_value():
@@ -91,3 +91,27 @@ def test_ambiguous_split_on_a_hand_computed_case():
     res = ambiguous_split([0, 1, 1, 0], [0, 0, 1, 2], cand)  # ambiguous: faces 1 (wrong), 2 (right)
     assert res == {"count": 2, "accuracy": 0.5, "accuracy_unambiguous": 0.5}
     assert ambiguous_split([0], [0], np.array([[1, 0]], bool))["accuracy"] is None
+
+
+def test_paired_test_by_sequence_counts_a_sequence_once():
+    # B misses every frame of one sequence: 3 faces by McNemar (p = 2/2**3), one sign by sequence
+    groups = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    labels = [1] * 9
+    a, b = [1] * 9, [0] * 3 + [1] * 6
+    r = paired_test_by_sequence(a, b, labels, groups)
+    assert (r["sequences"], r["differing_sequences"], r["only_first_right"], r["only_second_right"]) == (3, 1, 3, 0)
+    assert r["p_value"] == 1.0  # one sequence: a flip of its sign reaches |3| every time
+    # six sequences all favouring A by one face: exact p = P(|sum of 6 signs| >= 6) = 2 / 64
+    groups = [g for g in "abcdef" for _ in range(3)]
+    a = [1] * 18
+    b = [0 if i % 3 == 0 else 1 for i in range(18)]
+    r = paired_test_by_sequence(a, b, [1] * 18, groups)
+    assert r["differing_sequences"] == 6 and r["p_value"] == pytest.approx(2 / 64, abs=0.005)
+    # a sequence where A and B each win a face cancels out
+    r = paired_test_by_sequence([1, 0, 1], [0, 1, 1], [1, 1, 1], ["s", "s", "s"])
+    assert r["differing_sequences"] == 0 and r["p_value"] == 1.0
+
+
+def test_paired_test_by_sequence_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="groups"):
+        paired_test_by_sequence([0, 1], [0, 1], [0, 1], ["a"])
