@@ -87,10 +87,21 @@ def test_topk_coding_is_the_released_index_code_without_gradient():
         cl.coordinate_codes(maps, "hash")
 
 
-def _model(msr="attention", heads=True, width=0.25):
+def _model(msr="attention", heads=True, width=0.25, vector_relu=True):
     torch.manual_seed(0)
     backbone = build_backbone("resnet18", 1, 48, width=width, stem="s2")
-    return CrossLayerModel(CrossLayerNet(backbone, 8, msr), (2, 4) if heads else ())
+    return CrossLayerModel(CrossLayerNet(backbone, 8, msr), (2, 4) if heads else (), vector_relu=vector_relu)
+
+
+@pytest.mark.parametrize("vector_relu", [True, False])
+def test_clbs_vectors_are_signed_only_without_the_papers_relu(vector_relu):
+    model = _model(msr="none", vector_relu=vector_relu)
+    out = model(torch.randn(16, 1, 48, 48))
+    v = torch.cat([out["vectors"][2], out["vectors"][4]])
+    assert (v.min() < 0) != vector_relu
+    loss, _ = cl.cluster_alignment(out["vectors"][4].unsqueeze(0), out["vectors"][2].unsqueeze(0), 7, 10, seed=3)
+    loss.backward()  # the gradient reaches layer 2 either way
+    assert sum(p.grad.abs().sum() for p in model.net.backbone.stages[1].parameters() if p.grad is not None) > 0
 
 
 @pytest.mark.parametrize("coding,reaches", [("soft", True), ("topk", False)])

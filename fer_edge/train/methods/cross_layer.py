@@ -50,6 +50,7 @@ class CrossLayerConfig:
     coding: str = "soft"              # CLFM channel code: soft (soft-argmax) | topk (released, no gradient)
     temperature: float = 0.5          # soft-argmax temperature on the standardised map
     bs_dim: int = 128                 # CLBS vector size (the paper's fd_bs)
+    vector_relu: bool = True          # the paper's ReLU after the CLBS heads' FC (false: signed vectors)
     msr_dim: int = 128                # MSR feature size (the paper's fd)
     kmeans_impl: str = "native"       # native kernels | torch (batched PyTorch twin; benchmarks)
 
@@ -92,7 +93,7 @@ class CrossLayer(Method):
             print(f"model.pretrained: loaded {info['loaded']} of {info['total']} backbone tensors from {m.pretrained}")
         net = CrossLayerNet(backbone, num_classes, a.msr, a.msr_dim)
         layers = (a.shallow_layer, a.deep_layer) if a.clbs else ()
-        return CrossLayerModel(net, layers, a.bs_dim)
+        return CrossLayerModel(net, layers, a.bs_dim, vector_relu=a.vector_relu)
 
     def stages(self) -> list[Stage]:
         return [supervised_stage(self.cfg)]
