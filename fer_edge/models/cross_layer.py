@@ -48,7 +48,10 @@ class MultiScaleFusion(nn.Module):
         return torch.sigmoid(self.attention(feats)).squeeze(-1)
 
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        feats = self.layer_features(maps)
+        return self.fuse(self.layer_features(maps))
+
+    def fuse(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, L, dim] layer features -> the fused [B, dim] feature."""
         mu = self.weights(feats)
         if self.training:
             self.last_weights = mu.detach()  # read by the training logs
@@ -84,9 +87,10 @@ class VectorHead(nn.Module):
         super().__init__()
         self.conv = nn.Sequential(nn.Conv2d(cin, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.fc = nn.Linear(width, dim)
-        # The paper's final ReLU puts every vector in the positive orthant, where all cosines are
-        # high and CLBS's alignment loss falls to ~1e-7 within two epochs (our runs); relu=False
-        # keeps the FC's signed output so the clusters have directions to disagree on.
+        # relu=False keeps the FC's signed output. Measured (benchmarks/results/cross_layer): with
+        # or without the ReLU these heads collapse, every face to one direction (pairwise cosine
+        # 1.0000): they serve only CLBS, whose loss has no term against collapse. vectors="msr"
+        # (CrossLayerModel) takes the vectors from features the classifier also uses.
         self.relu = relu
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
@@ -99,17 +103,29 @@ class CrossLayerModel(nn.Module):
     inside forward so that DistributedDataParallel sees every module a step uses."""
 
     def __init__(self, net: CrossLayerNet, layers: tuple[int, ...], bs_dim: int = 128, with_heads: bool = True,
-                 vector_relu: bool = True):
+                 vector_relu: bool = True, vectors: str = "heads"):
         super().__init__()
+        if vectors not in ("heads", "msr"):
+            raise ValueError(f"vectors: expected heads or msr, got {vectors!r}")
+        if vectors == "msr" and net.msr is None:
+            raise ValueError("vectors='msr' takes CLBS's vectors from MSR's per-layer features: it needs MSR on")
         self.net = net
         self.layers = layers
+        self.vectors = vectors
         chans = net.backbone.stage_channels
         self.bs_heads = nn.ModuleDict({str(j): VectorHead(chans[j - 1], chans[j - 1], bs_dim, vector_relu)
-                                       for j in layers}) if with_heads else nn.ModuleDict()
+                                       for j in layers}) if with_heads and vectors == "heads" else nn.ModuleDict()
 
     def forward(self, x: torch.Tensor) -> dict:
-        """{"logits": [B, C], "maps": the four stage maps, "vectors": {layer: [B, bs_dim]}}."""
+        """{"logits": [B, C], "maps": the four stage maps, "vectors": {layer: [B, dim]}}: from the
+        training-only heads, or (vectors="msr") MSR's per-layer features f'_j, which the classifier
+        also reads, so they cannot collapse to one direction without costing the prediction."""
         maps = self.net.backbone.forward_features(x)
+        if self.vectors == "msr":
+            feats = self.net.msr.layer_features(maps)
+            out = {"logits": self.net.head(self.net.msr.fuse(feats)), "maps": maps}
+            out["vectors"] = {int(j): feats[:, int(j) - 1] for j in self.layers}
+            return out
         out = {"logits": self.net.head(self.net.embed(maps)), "maps": maps}
         out["vectors"] = {int(j): head(maps[int(j) - 1]) for j, head in self.bs_heads.items()}
         return out

@@ -149,6 +149,26 @@ def test_a_prediction_does_not_depend_on_its_batch_mates():
         assert torch.allclose(net(x)[:2], net(x[:2]), atol=1e-5)
 
 
+def test_msr_vectors_are_the_features_the_classifier_reads():
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18", 1, 48, width=0.25, stem="s2")
+    model = CrossLayerModel(CrossLayerNet(backbone, 8, "attention"), (2, 4), vectors="msr").eval()
+    assert len(model.bs_heads) == 0  # no training-only heads to collapse
+    x = torch.randn(6, 1, 48, 48)
+    with torch.no_grad():
+        out = model(x)
+        feats = model.net.msr.layer_features(model.net.backbone.forward_features(x))
+        assert torch.allclose(out["logits"], model.net(x), atol=1e-5)  # the exported path
+    assert torch.allclose(out["vectors"][2], feats[:, 1], atol=1e-6) and torch.allclose(out["vectors"][4], feats[:, 3], atol=1e-6)
+    model.train()
+    out = model(torch.randn(16, 1, 48, 48))
+    loss, _ = cl.cluster_alignment(out["vectors"][4].unsqueeze(0), out["vectors"][2].unsqueeze(0), 7, 10, seed=3)
+    loss.backward()
+    assert sum(p.grad.abs().sum() for p in model.net.backbone.stages[1].parameters() if p.grad is not None) > 0
+    with pytest.raises(ValueError, match="needs MSR on"):
+        CrossLayerModel(CrossLayerNet(backbone, 8, "none"), (2, 4), vectors="msr")
+
+
 def test_real_steps_end_to_end_log_losses_and_gradient_ratio(data_root, tmp_path):
     from fer_edge.recipe import recipe_for_method
     from fer_edge.train import Trainer, load_config
@@ -159,8 +179,9 @@ def test_real_steps_end_to_end_log_losses_and_gradient_ratio(data_root, tmp_path
     trainer = Trainer(cfg)
     logs = trainer.train_epoch()
     for key in ("ce_loss", "clbs_loss", "clfm_loss", "grad_norm_layer2", "grad_norm_layer4", "grad_ratio_2_4",
-                "msr_mu1", "msr_mu4"):
+                "msr_mu1", "msr_mu4", "clbs_vector_cos"):
         assert key in logs and math.isfinite(logs[key]), key
+    assert -1 <= logs["clbs_vector_cos"] <= 1 + 1e-6
     assert logs["clbs_loss"] >= 0 and logs["clfm_loss"] >= 0
     assert logs["grad_ratio_2_4"] == pytest.approx(logs["grad_norm_layer2"] / logs["grad_norm_layer4"])
 
@@ -172,6 +193,9 @@ def test_config_errors_are_clear(tmp_path):
     path = recipe_for_method("cross_layer").path("config")
     for bad, match in (("cross_layer.shallow_layer=4", "shallow_layer"), ("cross_layer.msr=mean", "msr"),
                        ("cross_layer.coding=hash", "coding"), ("model.backbone=mobilenet_v2", "ResNet"),
-                       ("cross_layer.clbs_k=1", "clbs_k"), ("cross_layer.temperature=0", "temperature")):
+                       ("cross_layer.clbs_k=1", "clbs_k"), ("cross_layer.temperature=0", "temperature"),
+                       ("cross_layer.clbs_vectors=pool", "clbs_vectors")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="cross_layer")
+    with pytest.raises(ValueError, match="needs cross_layer.msr=attention or sum"):
+        load_config(path, ["cross_layer.clbs_vectors=msr", "cross_layer.msr=none"], method="cross_layer")

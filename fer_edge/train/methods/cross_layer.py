@@ -51,6 +51,7 @@ class CrossLayerConfig:
     temperature: float = 0.5          # soft-argmax temperature on the standardised map
     bs_dim: int = 128                 # CLBS vector size (the paper's fd_bs)
     vector_relu: bool = True          # the paper's ReLU after the CLBS heads' FC (false: signed vectors)
+    clbs_vectors: str = "heads"       # heads (paper: training-only heads; they collapse) | msr (MSR's per-layer features)
     msr_dim: int = 128                # MSR feature size (the paper's fd)
     kmeans_impl: str = "native"       # native kernels | torch (batched PyTorch twin; benchmarks)
 
@@ -69,10 +70,13 @@ class CrossLayer(Method):
         if not 1 <= a.shallow_layer < a.deep_layer <= 4:
             raise ValueError(f"cross_layer: need 1 <= shallow_layer < deep_layer <= 4, got {a.shallow_layer}, {a.deep_layer}")
         choices = {"msr": ("attention", "sum", "none"), "centres": ("kmeans", "class"), "coding": CODINGS,
-                   "kmeans_impl": KMEANS_IMPLS}
+                   "kmeans_impl": KMEANS_IMPLS, "clbs_vectors": ("heads", "msr")}
         for key, allowed in choices.items():
             if getattr(a, key) not in allowed:
                 raise ValueError(f"cross_layer.{key}: expected one of {allowed}, got {getattr(a, key)!r}")
+        if a.clbs and a.clbs_vectors == "msr" and a.msr == "none":
+            raise ValueError("cross_layer.clbs_vectors=msr takes CLBS's vectors from MSR's per-layer features: "
+                             "it needs cross_layer.msr=attention or sum")
         for key in ("clbs_k", "clfm_k"):
             if getattr(a, key) < 2:
                 raise ValueError(f"cross_layer.{key} must be >= 2")
@@ -93,7 +97,7 @@ class CrossLayer(Method):
             print(f"model.pretrained: loaded {info['loaded']} of {info['total']} backbone tensors from {m.pretrained}")
         net = CrossLayerNet(backbone, num_classes, a.msr, a.msr_dim)
         layers = (a.shallow_layer, a.deep_layer) if a.clbs else ()
-        return CrossLayerModel(net, layers, a.bs_dim, vector_relu=a.vector_relu)
+        return CrossLayerModel(net, layers, a.bs_dim, vector_relu=a.vector_relu, vectors=a.clbs_vectors)
 
     def stages(self) -> list[Stage]:
         return [supervised_stage(self.cfg)]
@@ -141,7 +145,13 @@ class CrossLayer(Method):
                 loss, stats = cluster_alignment(vd.unsqueeze(0), vs.unsqueeze(0), a.clbs_k, a.kmeans_iters, seed,
                                                 a.kmeans_impl)
             terms["clbs"] = a.clbs_weight * loss
-            ctx.log(clbs_shallow_clusters=stats["shallow_clusters_used"])
+            # mean pairwise cosine of the deep vectors: 1.0 means every face got one direction
+            # (the collapse that silences CLBS; benchmarks/results/cross_layer/README.md)
+            with torch.no_grad():
+                u = torch.nn.functional.normalize(vd.float(), dim=1)
+                n = u.shape[0]
+                spread = ((u.sum(0).square().sum() - n) / max(1, n * (n - 1))).item()
+            ctx.log(clbs_shallow_clusters=stats["shallow_clusters_used"], clbs_vector_cos=spread)
         if a.clfm:
             cd = coordinate_codes(deep, a.coding, a.temperature)
             cs = coordinate_codes(shallow, a.coding, a.temperature)
