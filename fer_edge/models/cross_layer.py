@@ -99,7 +99,8 @@ class VectorHead(nn.Module):
 
 
 class CrossLayerModel(nn.Module):
-    """The exported `net` and the training-only CLBS heads (one per tapped layer). The heads run
+    """The exported `net` and CLBS's per-layer vectors: training-only heads (one per tapped layer;
+    vectors="heads") or MSR's per-layer features (vectors="msr", no extra modules). The heads run
     inside forward so that DistributedDataParallel sees every module a step uses."""
 
     def __init__(self, net: CrossLayerNet, layers: tuple[int, ...], bs_dim: int = 128, with_heads: bool = True,

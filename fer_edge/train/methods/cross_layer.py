@@ -4,8 +4,10 @@ One supervised stage (configured by `optim`; the paper's Adam 1e-3, wd 1e-4, Exp
 configs/cross_layer_ferplus.yaml). Each step: CE (or the vote distribution) on the classifier
 over the MSR-fused feature, plus
 - CLBS (clbs_weight = beta_2): k-means with clbs_k clusters over the batch's layer-4 vectors
-  (a small conv head per layer), layer-2 vectors assigned to those centroids by cosine; or, with
-  centres=class, the paper's Table VI control (per-class centres of the batch);
+  (a small conv head per layer, as the paper; these training-only heads collapse to one direction
+  for every face, so clbs_vectors=msr takes MSR's per-layer features instead), layer-2 vectors
+  assigned to those centroids by cosine; or, with centres=class, the paper's Table VI control
+  (per-class centres of the batch);
 - CLFM (clfm_weight = alpha_2): per sample, k-means with clfm_k clusters over its layer-4
   channels, each coded by where its response peaks (a differentiable soft-argmax by default;
   the released top-k index coding, which gives this loss no gradient, as coding=topk), the
@@ -16,7 +18,8 @@ baseline: same backbone, input, schedule and augmentation.
 
 Logged per epoch: each loss, the mean gradient norm per sample of the shallow and deep stage maps
 and their ratio (the paper's "learning intensity", which CL should raise on the shallow layer),
-the mean MSR attention weight per layer, and how many clusters the shallow side fills.
+the mean MSR attention weight per layer, how many clusters the shallow side fills, and the mean
+pairwise cosine of the deep CLBS vectors (clbs_vector_cos; 1.0 is a collapse).
 """
 from __future__ import annotations
 
