@@ -163,6 +163,7 @@ class Trainer:
         mean, std = normalisation(self.cfg.data.color)
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "stage": self.opt_stage,
                 "ema": None if self.ema is None else self.ema.state_dict(), "epoch": self.epoch,
+                "ema_updates": None if self.ema is None else self.ema.updates,
                 "method_state": self.method.state_dict(), "best": self.best, "best_epoch": self.best_epoch,
                 "history": self.history, "config": self.cfg.to_dict(), "classes": list(self.classes), "mean": mean, "std": std}
 
@@ -173,6 +174,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+            # checkpoints from before the warm-up have no count: continue at the configured decay
+            self.ema.updates = state.get("ema_updates") or 10 ** 9
         self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
         self.history = list(state["history"])
         self.method.load_state_dict(state.get("method_state", {}))

@@ -74,13 +74,30 @@ def test_ema_follows_its_decay_on_a_hand_computed_case():
     model = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    ema = EMA(model, 0.75)
+    ema = EMA(model, 0.75, warmup=False)
     with torch.no_grad():
         model.weight.fill_(3.0)
     ema.update(model)  # 0.75 * 1 + 0.25 * 3
     assert ema.module.weight.item() == pytest.approx(1.5)
     with pytest.raises(ValueError, match="decay"):
         EMA(model, 1.0)
+
+
+def test_ema_warms_up_its_decay_so_the_initialisation_does_not_linger():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = EMA(model, 0.75)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.update(model)  # d_0 = min(0.75, 1/10): 0.1 * 1 + 0.9 * 3
+    assert ema.module.weight.item() == pytest.approx(2.8)
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    ema.update(model)  # d_1 = 2/11
+    assert ema.module.weight.item() == pytest.approx(2 / 11 * 2.8 + 9 / 11 * 5.0)
+    ema.updates = 100  # (1 + 100) / 110 > 0.75: the configured decay from here on
+    assert ema.current_decay == 0.75
 
 
 def test_schedules_on_hand_computed_cases():
@@ -128,6 +145,7 @@ def test_resume_restores_optimiser_ema_and_per_sample_state(probe, data_root, tm
     a, b = checkpoint.load(tmp_path / "a" / "last.pt"), checkpoint.load(tmp_path / "b" / "last.pt")
     for key in ("model", "ema"):
         assert all(torch.equal(v, b[key][k]) for k, v in a[key].items()), key
+    assert a["ema_updates"] == b["ema_updates"] > 0  # the teacher's decay schedule continues on resume
     assert torch.equal(a["method_state"]["samples"]["seen"], b["method_state"]["samples"]["seen"])
 
 
