@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fer_edge.data import open_dataset
-from fer_edge.train.torch_data import TorchFaces
+from fer_edge.train.torch_data import TorchFaces, with_passes
 
 LABEL_FIELDS = ("label", "soft_label", "candidates")  # what unlabelled roles never carry
 UNLABELLED_PREFIX = "unlabelled:"
@@ -164,7 +164,13 @@ class PairedSteps(torch.utils.data.Dataset):
 
         sampler = PairedSampler(len(first), len(second), batches[0], batches[1], seed, steps * world if cycle else 0)
         sampler.set_epoch(epoch)
-        self.pairs = list(sampler)[rank::world][:steps]
+        pairs = list(sampler)
+        if pairs:  # visits numbered over the whole epoch (before ranks take their share): fresh views per pass
+            a = with_passes(np.concatenate([p[0] for p in pairs]), len(first))
+            b = with_passes(np.concatenate([p[1] for p in pairs]), len(second))
+            ia, ib = (np.cumsum([0] + [len(p[j]) for p in pairs]) for j in (0, 1))
+            pairs = [(a[ia[k]:ia[k + 1]], b[ib[k]:ib[k + 1]]) for k in range(len(pairs))]
+        self.pairs = pairs[rank::world][:steps]
         self.first, self.second, self.roles = first, second, roles
 
     def __len__(self) -> int:
@@ -209,8 +215,9 @@ def stage_loader(stage, data: RunData, epoch: int, steps: int, seed: int, rank: 
         else:
             # an explicit steps_per_epoch beyond one pass draws more passes (each a fresh permutation)
             n = max(len(faces[0]), steps * batches[0]) if stage.steps_per_epoch else None
-            sampler = torch.utils.data.RandomSampler(faces[0], num_samples=n,
-                                                     generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            order = torch.utils.data.RandomSampler(faces[0], num_samples=n,
+                                                   generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            sampler = with_passes(list(order), len(faces[0])).tolist()  # fresh views on every pass
         return torch.utils.data.DataLoader(faces[0], batches[0], sampler=sampler, drop_last=True, num_workers=workers,
                                            collate_fn=_Collate(stage.data[0] != "labelled"))
     steps_data = PairedSteps(faces[0], faces[1], stage.data, batches, seed, epoch, steps, rank, world,

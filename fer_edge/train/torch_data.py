@@ -5,8 +5,14 @@ Items are dicts of named fields (the batch fields of the method contract, fer_ed
 `candidates` (FERPlus's partial-label candidate sets, bool [K]) when the dataset has them, and
 `landmarks` (or `weak_landmarks`, `strong_landmarks`) when the faces carry landmarks.
 
-Augmentation randomness is keyed on (seed, epoch, index[, view]), never on worker or process
-state, so a resumed run and a run with any number of loader workers see the same images.
+Augmentation randomness is keyed on (seed, epoch, index[, view][, pass]), never on worker or
+process state, so a resumed run and a run with any number of loader workers see the same images.
+
+Index i >= len is face i % len on pass i // len of the epoch (`with_passes` numbers them): a role
+cycled several times in one epoch (LEAF's 800 labelled faces over 200 steps of 32 = 8 passes; a
+small adaptation target) gets fresh augmentation on every pass. Keyed on the epoch alone, each pass
+repeated the same images: measured on LEAF's supervised control, 82% logged train accuracy against
+57% on the same faces un-augmented, as the network learnt the 800 fixed augmented images.
 """
 from __future__ import annotations
 
@@ -106,12 +112,15 @@ class TorchFaces(torch.utils.data.Dataset):
                 lm = lm * np.array([self.size / w, self.size / h], np.float32)
         return img, lm
 
-    def _one(self, i: int, kind: str, salt: int):
-        """(image tensor, landmarks tensor or None) of face i as view `kind`."""
+    def _one(self, i: int, kind: str, salt: int, npass: int = 0):
+        """(image tensor, landmarks tensor or None) of face i as view `kind` (on pass `npass` of the epoch)."""
         img, lm = self.images[i], None if self.landmarks is None else self.landmarks[i]
         rng = None
         if kind != "eval":
-            rng = np.random.default_rng([self.seed, self.epoch, i] if kind == "train" else [self.seed, self.epoch, i, salt])
+            key = [self.seed, self.epoch, i] if kind == "train" else [self.seed, self.epoch, i, salt]
+            if npass:  # the first pass keeps the keys of before (runs that never cycle are unchanged)
+                key += [salt, npass, 1] if kind == "train" else [npass]
+            rng = np.random.default_rng(key)
         if lm is None:
             img, _ = self._resize(img, None)
             if rng is not None:
@@ -129,13 +138,34 @@ class TorchFaces(torch.utils.data.Dataset):
         return x, None if lm is None else torch.from_numpy(np.ascontiguousarray(lm, dtype=np.float32))
 
     def __getitem__(self, i: int) -> dict:
+        if i < 0:
+            raise IndexError(f"face index {i} < 0")
+        i, npass = i % len(self.images), i // len(self.images)
         out = {"label": int(self.labels[i]), "soft_label": torch.from_numpy(self.targets[i]), "index": i}
         if self.candidates is not None:
             out["candidates"] = torch.from_numpy(self.candidates[i])
         views = _MULTI.get(self.view, (("image", self.view, 0),))
         for field, kind, salt in views:
-            x, lm = self._one(i, kind, salt)
+            x, lm = self._one(i, kind, salt, npass)
             out[field] = x
             if lm is not None:
                 out["landmarks" if field == "image" else f"{field}_landmarks"] = lm
         return out
+
+
+def with_passes(indices, n: int) -> np.ndarray:
+    """An epoch's order of face indices -> the same order with the k-th visit of face i numbered
+    i + k * n (its pass), so that TorchFaces draws fresh augmentation on every visit.
+
+    >>> with_passes([2, 0, 2, 1, 0, 2], 3).tolist()
+    [2, 0, 5, 1, 3, 8]
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"face indices must be in [0, {n})")
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.searchsorted(sorted_idx, sorted_idx, side="left")  # first position of each value
+    visit = np.empty_like(idx)
+    visit[order] = np.arange(len(idx)) - starts
+    return idx + visit * n

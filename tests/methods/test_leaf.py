@@ -122,6 +122,23 @@ def test_cycled_pairs_shard_by_rank():
     flat = [p for pair in zip(r0.pairs, r1.pairs) for p in pair]
     assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(flat, whole.pairs))
     assert "unlabelled_label" not in r0[0] and "unlabelled_index" in r0[0]
+    # the 32 labelled slots visit 6 faces ~5 times each: every visit is numbered apart (its own views)
+    visits = np.concatenate([a for a, _ in whole.pairs])
+    assert len(np.unique(visits)) == len(visits) == 32 and set((visits % 6).tolist()) == set(range(6))
+
+
+def test_a_face_cycled_within_an_epoch_gets_fresh_views_and_keeps_its_index(data_root, tmp_path):
+    t = _trainer(tmp_path)
+    faces = t.data.role("labelled").with_view("weak+weak+strong")
+    faces.set_epoch(0)
+    n = len(faces)
+    first, again, later = faces[3], faces[3], faces[3 + 2 * n]  # pass 0 twice, then pass 2 of face 3
+    assert first["index"] == later["index"] == 3 and first["label"] == later["label"]
+    for field in ("weak", "weak2", "strong"):
+        assert torch.equal(first[field], again[field])  # seeded: the same visit is the same image
+        assert not torch.equal(first[field], later[field])
+    with pytest.raises(IndexError):
+        faces[-1]
 
 
 def _trainer(tmp_path, *extra):
