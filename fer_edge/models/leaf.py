@@ -7,7 +7,9 @@ kernel (k experts per face, softmax over the kept logits, so with k >= 2 the gat
 the released code's k=1 over one shared expert gives a constant weight of 1 and a gate that never
 learns). Evaluation and export route with `torch.topk` (ONNX TopK, no plugin), which keeps the
 same experts (ties to the lower index, as the kernel). The released code chains the two MoEs:
-semantic MoE -> L2-normalised contrastive feature -> instance MoE -> classifier; so here.
+semantic MoE -> L2-normalised contrastive feature -> instance MoE -> classifier; so here. Without
+MoEs (blocks="none": Ada-CM, FixMatch, supervised-only) the classifier reads the backbone feature,
+as in Ada-CM, and the normalised copy feeds only the contrastive loss.
 """
 from __future__ import annotations
 
@@ -110,6 +112,12 @@ class LEAFNet(nn.Module):
 
         self.semantic, self.instance = block(), block()
         self.classifier = nn.Linear(dim, num_classes)
+        # Ada-CM's plain network classifies the backbone feature; only its contrastive loss reads the
+        # L2-normalised one. A linear classifier on unit-norm features is bounded by its weight norm:
+        # measured, Ada-CM so built never put an unlabelled face over the 0.8 threshold in 5 epochs
+        # (coverage 0). LEAF's chain keeps the normalised feature: its instance block (x + MLP(x))
+        # is free to scale it.
+        self.classify_normalised = blocks != "none"
 
     def forward(self, x: torch.Tensor, with_features: bool = False):
         """logits [B, C]; with_features: (logits, contrastive feature [B, dim], {"semantic": stats,
@@ -117,7 +125,7 @@ class LEAFNet(nn.Module):
         f = self.backbone(x)
         s, s_stats = self.semantic(f)
         z = F.normalize(s, dim=1)
-        h, i_stats = self.instance(z)
+        h, i_stats = self.instance(z if self.classify_normalised else s)
         logits = self.classifier(h)
         if not with_features:
             return logits

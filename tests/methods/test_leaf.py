@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fer_edge.models.leaf import MatchedMLP, MoE
 from fer_edge.train import semi_supervised as ssl
@@ -49,6 +50,22 @@ def test_eval_routing_matches_the_kernel_and_the_mlp_control_matches_parameters(
     n_experts = sum(p.numel() for e in moe.experts for p in e.parameters())
     n_mlp = sum(p.numel() for p in MatchedMLP(16, 8).parameters())
     assert abs(n_mlp - n_experts) / n_experts < 0.5  # biases differ: 8 x (8 + 16) vs 64 + 16
+
+
+def test_plain_network_classifies_the_backbone_feature_and_the_chain_the_normalised_one():
+    from fer_edge.models import build_backbone
+    from fer_edge.models.leaf import LEAFNet
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 48, 48)
+    for blocks, normalised in (("none", False), ("mlp", True)):
+        net = LEAFNet(build_backbone("resnet18", 1, 48, width=0.25), 8, blocks).eval()
+        with torch.no_grad():
+            f = net.backbone(x)
+            logits, z, _ = net(x, with_features=True)
+            h = net.instance(F.normalize(net.semantic(f)[0], dim=1) if normalised else f)[0]
+        assert torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5)  # the contrastive feature, either way
+        assert torch.allclose(logits, net.classifier(h), atol=1e-5)
 
 
 def test_ambiguous_sets_and_weights_on_hand_computed_cases():
