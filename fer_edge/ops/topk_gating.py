@@ -106,9 +106,12 @@ class _EagerGating(torch.autograd.Function):
     overhead alone made the native op slower than plain torch. torch.compile and opcheck keep
     using the registered op.
 
-    Small CPU calls stay on the kernel: a torch path below a size threshold was tried twice and
-    lost where training pays, forward + backward (its backward is four autograd nodes to the
-    kernel's one: 128 tokens x 8 experts, 1 thread, 315 vs 260 us; benchmarks/leaf_step.py)."""
+    Small CPU calls stay on the kernel. A torch path below a size threshold (with the checks that
+    keep this op's contract: ties to the lower index, non-finite logits) was tried twice and lost
+    forward + backward (128 tokens x 8 experts, 1 thread, 315 vs 260 us). Bare torch topk + softmax,
+    without those checks, is faster below ~2k tokens (2026-12-02 sweep: 246 vs 323 us at 128
+    tokens; native wins from 2,048 tokens), but the gap is under 0.1 ms of a ~580 ms LEAF step
+    (benchmarks/results/leaf/step-2thread.json)."""
 
     @staticmethod
     def forward(ctx, logits, k, return_probs):
