@@ -207,7 +207,8 @@ def test_config_errors_are_clear():
     for bad, match in (("model.backbone=resnet18", "ViT"), ("pll.patch=7", "divide"), ("pll.target=depth", "target"),
                        ("pll.hog_cell=3", "hog_cell"), ("pll.mask_ratio=1.0", "mask_ratio"),
                        ("pll.labels=votes", "labels"), ("pll.scorer=mean", "scorer"), ("pll.hog_norm=patch", "hog_norm"),
-                       ("pll.hog_floor=-1", "hog_floor")):
+                       ("pll.hog_floor=-1", "hog_floor"), ("pll.layer_decay=0", "layer_decay"),
+                       ("pll.layer_decay=1.5", "layer_decay")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="pll")
 
@@ -245,3 +246,35 @@ def test_block_normalised_hog_keeps_flat_patches_near_zero():
     torch.testing.assert_close(out[0, 2], torch.tensor([1.0, 0.0, 0.0, 0.0]))
     # floor 0: plain per-patch L2 (the flat patch becomes unit norm as well)
     torch.testing.assert_close(block_normalise(raw, 0.0).norm(dim=-1), torch.ones(1, 3))
+
+
+def test_fine_tuning_groups_decay_the_lr_by_layer_and_spare_norms_and_queries_from_weight_decay():
+    from fer_edge.recipe import recipe_for_method
+    from fer_edge.train import load_config
+    from fer_edge.train.methods.base import get_method
+
+    cfg = load_config(recipe_for_method("pll").path("config"), ["pll.depth=2", "pll.layer_decay=0.5"], method="pll")
+    method = get_method("pll", cfg)
+    model = method.build_model(8, 1)
+    pretrain, finetune = method.stages()
+    assert len(method.param_groups(model, pretrain)) == 1  # pre-training as before: one group
+    groups = method.param_groups(model, finetune)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert set(by_param) == {id(p) for p in named.values()}  # every parameter in exactly one group
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    mult = lambda n: by_param[id(named[n])]["lr_mult"]  # noqa: E731
+    wd = lambda n: by_param[id(named[n])].get("weight_decay", "stage")  # noqa: E731
+    # depth 2: embedding = layer 0 (0.5^3), block i = layer i+1, decoder and final norm = layer 3 (1.0)
+    assert mult("net.encoder.embed.weight") == mult("net.encoder.pos") == 0.125
+    assert mult("net.encoder.blocks.0.mlp.0.weight") == 0.25 and mult("net.encoder.blocks.1.attn.in_proj_weight") == 0.5
+    assert mult("net.encoder.norm.weight") == mult("net.decoder.queries") == mult("net.decoder.class_weight") == 1.0
+    for name in ("net.encoder.cls", "net.encoder.pos", "net.decoder.queries", "net.encoder.blocks.0.norm1.weight",
+                 "net.encoder.blocks.1.mlp.0.bias", "net.decoder.class_bias"):
+        assert wd(name) == 0.0, name
+    for name in ("net.encoder.embed.weight", "net.encoder.blocks.0.mlp.0.weight", "net.decoder.class_weight"):
+        assert wd(name) == "stage", name
+    # layer_decay=1 (the default): every group at the stage's lr
+    cfg1 = load_config(recipe_for_method("pll").path("config"), ["pll.depth=2"], method="pll")
+    m1 = get_method("pll", cfg1)
+    assert {g["lr_mult"] for g in m1.param_groups(m1.build_model(8, 1), m1.stages()[1])} == {1.0}

@@ -70,6 +70,8 @@ class PLLConfig:
     revision: bool = True
     tau: float = 0.5
     candidate_q: float = 0.3          # LW random candidate sets (datasets without votes)
+    layer_decay: float = 1.0          # fine-tuning lr x layer_decay^(depth + 1 - i) for the encoder's i-th layer
+                                      # (BEiT/MAE; 0 = patch embedding, depth + 1 = heads): 1 leaves it off
 
 
 @register_method
@@ -106,6 +108,8 @@ class PLL(Method):
             raise ValueError("pll: candidate_q in [0, 1), tau and uniform_weight >= 0")
         if a.labels == "soft" and cfg.data.label_mode != "probability":
             raise ValueError("pll.labels=soft needs the vote distribution: data.label_mode=probability")
+        if not 0 < a.layer_decay <= 1:
+            raise ValueError(f"pll.layer_decay must be in (0, 1], got {a.layer_decay}")
         if a.pretrain_epochs < 0 or a.depth < 0 or a.patch < 1:
             raise ValueError("pll: pretrain_epochs and depth must be >= 0, patch >= 1")
 
@@ -133,6 +137,38 @@ class PLL(Method):
                          weight_decay=o.weight_decay, nesterov=o.momentum > 0, schedule=o.schedule,
                          warmup_epochs=o.warmup_epochs, gamma=o.gamma)
         return [pretrain, finetune]
+
+    def param_groups(self, model, stage: Stage) -> list[dict]:
+        """Pre-training: one group (as the study's encoders were trained). Fine-tuning as MAE/BEiT do:
+        no weight decay on LayerNorms, biases, the class token, positions and the label queries (decay
+        would shrink the N(0, 1) queries back towards the scale that left the decoder at the prior),
+        and the lr scaled by layer_decay^(depth + 1 - layer) down the encoder, so a pre-trained encoder's
+        early layers move less than the new decoder."""
+        if stage.name != "finetune":
+            return super().param_groups(model, stage)
+        a, net = self.config, model.net
+        top = len(net.encoder.blocks) + 1
+
+        def layer(name: str) -> int:
+            parts = name.split(".")
+            if parts[0] != "encoder" or parts[1] == "norm":
+                return top  # decoder / head and the encoder's final norm
+            return int(parts[2]) + 1 if parts[1] == "blocks" else 0  # blocks.i / embed, cls, pos
+
+        groups: dict[tuple, dict] = {}
+        for name, p in net.named_parameters():
+            if not p.requires_grad:
+                continue
+            decay = p.ndim > 1 and name not in ("encoder.cls", "encoder.pos", "decoder.queries")
+            i = layer(name)
+            g = groups.setdefault((i, decay), {"params": [], "lr_mult": a.layer_decay ** (top - i),
+                                               "name": f"layer{i}" + ("" if decay else "_no_decay")})
+            if not decay:
+                g["weight_decay"] = 0.0
+            g["params"].append(p)
+        # the MIM parts idle while fine-tuning (no gradient: AdamW skips them); kept so every parameter has a group
+        idle = [p for n, p in model.named_parameters() if not n.startswith("net.") and p.requires_grad]
+        return [*(groups[k] for k in sorted(groups)), {"params": idle, "lr_mult": 1.0, "name": "mim_idle"}]
 
     def export_module(self, model):
         return model.net if isinstance(model, PLLModel) else model
