@@ -170,10 +170,36 @@ def _cite_upstream(recipe: Recipe, override: str, extra: list[str]) -> str:
         if name not in recipe.upstream:
             raise ValueError(f"{override!r} cites run {name!r}; the recipe's upstream runs are {list(recipe.upstream)}")
         out = recipe.path("runs") / name
-        print(f"[{recipe.name}] upstream run {name} -> {out}", flush=True)
-        _train_one(recipe, [*recipe.upstream[name], "seed=0", *extra], out, report=False)
+        overrides = [*recipe.upstream[name], "seed=0", *extra]
+        kept = recipe.path("results") / name
+        if not (out / "last.pt").is_file() and _finished_copy(recipe, overrides, kept):
+            # runs/ is scratch a later session may not have; the committed copy of the same run is kept
+            print(f"[{recipe.name}] upstream run {name}: the committed {kept} (same config, finished)", flush=True)
+            out = kept
+        else:
+            print(f"[{recipe.name}] upstream run {name} -> {out}", flush=True)
+            _train_one(recipe, overrides, out, report=False)
         override = override.replace(f"{{run:{name}}}", str(out))
     return override
+
+
+def _finished_copy(recipe: Recipe, overrides: list[str], folder: Path) -> bool:
+    """`folder` holds a finished run of exactly this config: its config.json (read with today's
+    defaults for keys it predates) equals the one `overrides` give, and its metrics.jsonl has a row
+    for every epoch of every stage."""
+    from fer_edge.train import load_config
+    from fer_edge.train.config import config_from_dict
+    from fer_edge.train.methods import get_method
+
+    if not (folder / "config.json").is_file() or not (folder / "metrics.jsonl").is_file():
+        return False
+    want = load_config(recipe.path("config"), [*overrides, f"out_dir={folder}"], method=recipe.method)
+    have = config_from_dict({**json.loads((folder / "config.json").read_text()), "out_dir": str(folder)})
+    if have.to_dict() != want.to_dict():
+        return False
+    epochs = sum(s.epochs for s in get_method(want.method, want).stages() if s.epochs > 0)
+    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return max((r.get("epoch", 0) for r in rows), default=0) >= epochs
 
 
 # -- table -------------------------------------------------------------------------------------------

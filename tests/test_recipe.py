@@ -188,3 +188,31 @@ def test_variants_cite_upstream_runs_trained_first_once_per_citation(tmp_path, m
     r.variants["bad"] = ["pll.encoder={run:missing}/encoder"]
     with pytest.raises(ValueError, match="missing"):
         rc.train(r, variants=["bad"], seeds=[0])
+
+
+def test_an_upstream_run_committed_to_the_results_is_reused_only_when_its_config_matches(tmp_path, monkeypatch):
+    from fer_edge.train import load_config
+
+    calls = []
+    monkeypatch.setattr(rc, "_train_one", lambda recipe, overrides, out, report=True: calls.append((overrides, out)) or {})
+    config = str(rc.ROOT / "configs/pll_ferplus.yaml")
+    r = rc.Recipe(name="t", method="pll", config=config, runs=str(tmp_path / "runs"), results=str(tmp_path / "out"),
+                  upstream={"enc": ["pll.pretrain_epochs=2", "optim.epochs=0"]},
+                  variants={"tuned": ["pll.encoder={run:enc}/encoder"]}, seeds=[0])
+    kept = tmp_path / "out" / "enc"
+    kept.mkdir(parents=True)
+    cfg = load_config(config, ["pll.pretrain_epochs=2", "optim.epochs=0", "seed=0", f"out_dir={tmp_path}/elsewhere"],
+                      method="pll")
+    (kept / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (kept / "metrics.jsonl").write_text(json.dumps({"stage": "pretrain", "epoch": 1}) + "\n")
+    rc.train(r, variants=["tuned"], seeds=[0])  # one epoch of two: not finished, so trained
+    assert [c[1] for c in calls] == [tmp_path / "runs" / "enc", r.run_dir("tuned", 0)]
+    calls.clear()
+    with open(kept / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"stage": "pretrain", "epoch": 2}) + "\n")
+    rc.train(r, variants=["tuned"], seeds=[0])  # finished, same config: reused, nothing upstream trained
+    assert [c[1] for c in calls] == [r.run_dir("tuned", 0)] and f"pll.encoder={kept}/encoder" in calls[0][0]
+    calls.clear()
+    (kept / "config.json").write_text(json.dumps({**cfg.to_dict(), "pll": {**cfg.to_dict()["pll"], "pretrain_lr": 0.5}}))
+    rc.train(r, variants=["tuned"], seeds=[0])  # another config: trained again
+    assert calls[0][1] == tmp_path / "runs" / "enc"
