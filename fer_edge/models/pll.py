@@ -43,7 +43,10 @@ class LabelQueryDecoder(nn.Module):
         h = self.decoder(q, tokens)
         if self.scorer == "shared":
             return self.score(h).squeeze(-1)
-        return (h * self.class_weight).sum(-1) + self.class_bias
+        # each query's dot product with its own class's weights, as a broadcast MatMul: the same numbers
+        # as (h * W).sum(-1), but OpenVINO 2026.4's CPU plugin computed that Mul + ReduceSum + Add chain
+        # wrongly (logits off by 4% of their range, half the labels changed; ONNX Runtime was exact)
+        return (h.unsqueeze(-2) @ self.class_weight.unsqueeze(-1)).flatten(-3) + self.class_bias
 
 
 class PLLClassifier(nn.Module):

@@ -243,3 +243,20 @@ def test_the_static_tensorrt_check_names_what_would_not_build():
     assert ("quant", "the") in found and ("dequant", "the") in found    # non-zero zero points
     assert ("mean", "axes") in found and ("det", "not") in found and ("mine", "custom") in found
     assert table()["opset"] == [9, 20] and "onnx-tensorrt" in table()["source"]
+
+
+def test_an_fp32_artifact_that_computes_another_function_fails_its_verification(exported):
+    from fer_edge.export.verify import compare
+
+    out, _, _ = exported
+    with open_backend(out / "m.fp32.onnx") as b:
+        images = np.random.default_rng(0).random((16, *b.meta["inputs"][0]["shape"][1:]), dtype=np.float32)
+        logits = b.infer(images)
+    labels = logits.argmax(1)
+    assert compare(out / "m.fp32.onnx", "fp32", logits, labels, images)["agreement_with_torch"] == 1.0
+    skewed = logits.copy()
+    skewed[:, 0] += 0.5 * max(1.0, float(np.abs(logits).max()))  # what a wrong fusion did to the PLL ViT's logits
+    with pytest.raises(ValueError, match="does not compute what the PyTorch model does"):
+        compare(out / "m.fp32.onnx", "fp32", skewed, labels, images)
+    # lower precisions are judged by their agreement in the report, not failed on a difference
+    assert compare(out / "m.fp32.onnx", "fp16", skewed, labels, images)["max_abs_diff"] > 0

@@ -3,6 +3,7 @@ registering itself and adding its recipe): build -> one real train_step on real 
 round trip -> resume equivalence across stages -> export to ONNX (FP32 and Q/DQ, both passing the
 static TensorRT check) -> the runtime's decision equals the method's decision on the same inputs."""
 import dataclasses
+import importlib.util
 import io
 import os
 
@@ -116,10 +117,12 @@ def test_the_exported_models_decision_is_the_methods(finished, tmp_path):
 
     name, out, trainer = finished
     ckpt = trainer.report_checkpoint
-    report = export(ckpt, ["onnx:fp32", "onnx:int8"], tmp_path, name="m", val_limit=48, calibration_size=32,
-                    verbose=False)
-    row = report["artifacts"][0]
-    assert row["agreement_with_torch"] == 1.0 and row["max_abs_diff"] < 1e-3
+    # OpenVINO FP32 too: its CPU plugin once fused the PLL decoder's scorer wrongly where ONNX Runtime was exact
+    formats = ["onnx:fp32", "onnx:int8"] + (["openvino:fp32"] if importlib.util.find_spec("openvino") else [])
+    report = export(ckpt, formats, tmp_path, name="m", val_limit=48, calibration_size=32, verbose=False)
+    for row in report["artifacts"]:
+        if row["precision"] == "fp32":
+            assert row["agreement_with_torch"] == 1.0 and row["max_abs_diff"] < 1e-3, row
     # nothing in the method's graph, FP32 or Q/DQ, would stop TensorRT 10 from building it
     assert report["tensorrt_check"] == {"fp32": [], "int8": []}
     model, method, cfg, state = load_for_export(ckpt)
