@@ -43,10 +43,14 @@ class LabelQueryDecoder(nn.Module):
         h = self.decoder(q, tokens)
         if self.scorer == "shared":
             return self.score(h).squeeze(-1)
-        # each query's dot product with its own class's weights, as a broadcast MatMul: the same numbers
-        # as (h * W).sum(-1), but OpenVINO 2026.4's CPU plugin computed that Mul + ReduceSum + Add chain
-        # wrongly (logits off by 4% of their range, half the labels changed; ONNX Runtime was exact)
-        return (h.unsqueeze(-2) @ self.class_weight.unsqueeze(-1)).flatten(-3) + self.class_bias
+        # each query's dot product with its own class's weights: every query against every class as one
+        # plain MatMul ([B, K, D] x [D, K]), then the diagonal picked by a constant Gather. The same numbers
+        # as (h * W).sum(-1), which OpenVINO 2026.4's CPU plugin computed wrongly (its Mul + ReduceSum + Add:
+        # logits off by 4% of their range, half the labels changed; ONNX Runtime exact); a broadcast
+        # [K, D, 1] MatMul instead got per-channel INT8 scales the plugin refused to load
+        k = self.class_weight.shape[0]
+        diagonal = torch.arange(k, device=h.device) * (k + 1)
+        return (h @ self.class_weight.t()).flatten(-2)[..., diagonal] + self.class_bias
 
 
 class PLLClassifier(nn.Module):
