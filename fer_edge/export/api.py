@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -196,28 +198,42 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
         path = out_dir / (f"{name}{fmt.suffix}" if plain_names else f"{name}.{precision}{fmt.suffix}")
         meta = dict(base_meta, format=fmt_name, precision=precision)
         row = {"format": fmt_name, "precision": precision, "file": str(path)}
-        try:
-            if fmt_name == "onnx":
-                if precision == "int8":
-                    qdq = qdq if qdq is not None else qdq_onnx(fp32, calib)
-                    write_onnx(qdq, meta, path)
+        # Each artifact is written and verified in a staging folder and only then moved under its
+        # name: a file that fails verification never replaces a good one from an earlier export, and
+        # is kept in <out_dir>/failed/ for a bug report instead of lying around as if deployable.
+        with tempfile.TemporaryDirectory(prefix=".staging-", dir=out_dir) as stage:
+            staged = Path(stage) / path.name
+            try:
+                if fmt_name == "onnx":
+                    if precision == "int8":
+                        qdq = qdq if qdq is not None else qdq_onnx(fp32, calib)
+                        write_onnx(qdq, meta, staged)
+                    else:
+                        write_onnx(fp32, meta, staged)
+                elif fmt_name == "openvino":
+                    write_openvino(fp32, meta, staged, precision, calib)
                 else:
-                    write_onnx(fp32, meta, path)
-            elif fmt_name == "openvino":
-                write_openvino(fp32, meta, path, precision, calib)
-            else:
-                if precision == "int8":
-                    qdq = qdq if qdq is not None else qdq_onnx(fp32, calib)
-                src = qdq if precision == "int8" else fp32
-                build_engine(src.SerializeToString(), meta, path, precision, batch_sizes, workspace_mb,
-                             out_dir / "timing.cache", dla_core)
-                from fer_edge.export.deepstream import write_deepstream_config
+                    if precision == "int8":
+                        qdq = qdq if qdq is not None else qdq_onnx(fp32, calib)
+                    src = qdq if precision == "int8" else fp32
+                    build_engine(src.SerializeToString(), meta, staged, precision, batch_sizes, workspace_mb,
+                                 out_dir / "timing.cache", dla_core)
+                try:
+                    row.update(compare(staged, precision, torch_logits, val_y, val_inputs, threads=threads,
+                                       decide=decide))
+                except ValueError as exc:
+                    kept = _move_all(Path(stage), out_dir / "failed")
+                    raise ValueError(f"{exc} (not written as {path}; the failed file is kept as "
+                                     f"{', '.join(str(k) for k in kept)})") from exc
+                _move_all(Path(stage), out_dir)
+                row["file"] = str(path)
+                row["accuracy_change_vs_torch"] = row["accuracy"] - report["torch_accuracy"]
+                if fmt_name == "tensorrt":
+                    from fer_edge.export.deepstream import write_deepstream_config
 
-                row["deepstream_config"] = str(write_deepstream_config(path, meta) or "")
-            row.update(compare(path, precision, torch_logits, val_y, val_inputs, threads=threads, decide=decide))
-            row["accuracy_change_vs_torch"] = row["accuracy"] - report["torch_accuracy"]
-        except TensorRTUnavailable as exc:
-            row["skipped"] = str(exc)
+                    row["deepstream_config"] = str(write_deepstream_config(path, meta) or "")
+            except TensorRTUnavailable as exc:
+                row["skipped"] = str(exc)
         report["artifacts"].append(row)
         if verbose:
             print(format_row(row), flush=True)
@@ -225,6 +241,17 @@ def export(checkpoint_path: str | Path, targets=DEFAULT_TARGETS, out_dir: str | 
         report["tensorrt_check"]["int8"] = _tensorrt_findings(qdq, "Q/DQ INT8 graph")
     (out_dir / f"{name}.export.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _move_all(src: Path, dest: Path) -> list[Path]:
+    """Moves every file of an artifact (an IR's .xml and .bin together) into dest, replacing."""
+    dest.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            os.replace(f, dest / f.name)
+            moved.append(dest / f.name)
+    return moved
 
 
 def _tensorrt_findings(model, what: str) -> list[str]:

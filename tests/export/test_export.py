@@ -260,3 +260,20 @@ def test_an_fp32_artifact_that_computes_another_function_fails_its_verification(
         compare(out / "m.fp32.onnx", "fp32", skewed, labels, images)
     # lower precisions are judged by their agreement in the report, not failed on a difference
     assert compare(out / "m.fp32.onnx", "fp16", skewed, labels, images)["max_abs_diff"] > 0
+
+
+def test_a_file_that_fails_verification_never_replaces_a_good_one(trained, tmp_path, monkeypatch):
+    from fer_edge.export import verify
+
+    out = tmp_path / "exports"
+    export(trained, ["onnx:fp32"], out, name="m", val_limit=32, threads=1, verbose=False)
+    good = (out / "m.fp32.onnx").read_bytes()
+    monkeypatch.setattr(verify, "FP32_TOLERANCE", -1.0)  # every FP32 artifact now "computes another function"
+    for target, files in [("onnx:fp32", ["m.fp32.onnx"]), ("openvino:fp32", ["m.fp32.xml", "m.fp32.bin"])]:
+        with pytest.raises(ValueError, match="does not compute what the PyTorch model does.*failed file is kept"):
+            export(trained, [target], out, name="m", val_limit=32, threads=1, verbose=False)
+        for f in files:
+            assert (out / "failed" / f).is_file()  # kept together for a bug report (an IR's .xml and .bin)
+    assert (out / "m.fp32.onnx").read_bytes() == good  # the earlier good export is untouched
+    assert not (out / "m.fp32.xml").exists() and not (out / "m.fp32.bin").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]
