@@ -15,14 +15,18 @@ def quiet_tools():
     """The quantisers' own chatter (ONNX Runtime's calibration prints, NNCF's progress bars and
     info log) kept off the user's terminal; their errors still raise. Our own messages say
     what was exported and how it verified."""
-    nncf_logger = logging.getLogger("nncf")
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.ERROR)
+    # ONNX Runtime's quantiser warns through the root logger (e.g. one line per LayerNorm weight
+    # that per-channel quantisation leaves per-tensor): kept quiet too, for the same span only
+    loggers = [logging.getLogger("nncf"), logging.getLogger()]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        nncf_logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def as_inputs(calibration) -> dict[str, np.ndarray]:
