@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", help="the source checkpoint (PyTorch eager anchor); omit on machines without torch")
     p.add_argument("--exports", required=True, help="folder of exported artifacts")
     p.add_argument("--name", required=True, help="artifact stem, e.g. baseline_ferplus")
+    p.add_argument("--also", nargs="*", default=[], help="more model files timed in the same run, side by side "
+                   "(e.g. fer_edge/assets/default.onnx: the shipped model as the anchor for a new method)")
     p.add_argument("--repeats", type=int, default=100)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--soak", type=int, default=0, help="also stream this many frames and record memory")
@@ -72,6 +74,7 @@ def main(argv=None) -> int:
     detector = FaceDetector()
     exports = Path(args.exports)
     models = sorted(q for q in exports.iterdir() if q.name.startswith(args.name + ".") and q.suffix in (".onnx", ".xml", ".engine"))
+    models += [Path(q) for q in args.also]
     recs = {q.name: Recognizer(q, detector=detector, threads=args.threads) for q in models}
     test_frames = frames(root)
     results = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": args.threads},
@@ -87,13 +90,18 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
         model, method, _, state = load_for_export(args.checkpoint)
         torch_graph = InferenceGraph(model, state["mean"], state["std"], method.predict).eval()
-    any_rec = next(iter(recs.values()))
-    c, s, _ = any_rec.model.input_shape
-    face = np.random.default_rng(0).integers(0, 256, (1, c, s, s)).astype(np.float32)
-    # landmark models (AGLRLS) also take the face's 5 points: the template's, as for an aligned face
-    points = template(s, any_rec.template)[None].astype(np.float32) if any_rec.needs_landmarks else None
+    def one_face(r):
+        """A face of the model's own input shape; landmark models (AGLRLS) also take the face's 5
+        points: the template's, as for an aligned face."""
+        c, s, _ = r.model.input_shape
+        x = np.random.default_rng(0).integers(0, 256, (1, c, s, s)).astype(np.float32)
+        return x, (template(s, r.template)[None].astype(np.float32) if r.needs_landmarks else None)
+
+    any_rec = recs[models[0].name]
+    face, points = one_face(any_rec)
+    s = any_rec.model.input_shape[1]
     # classifier alone, one face, alternating across implementations
-    impls = {name: (lambda r=r: r.model.infer(face, points)) for name, r in recs.items()}
+    impls = {name: (lambda r=r, xp=one_face(r): r.model.infer(*xp)) for name, r in recs.items()}
     if torch_graph is not None:
         import torch
 
