@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, step, write  # noqa: E402
+from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.ops import _reference  # noqa: E402
@@ -79,18 +79,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         built = {n: stage_fixture("configs/cafe_ferplus.yaml", "cafe", [*common, *ov], Path(tmp) / n)
                  for n, ov in VARIANTS.items()}
-        samples = {n: [] for n in built}
-        pool = {n: [] for n in built}
-        for r in range(args.repeats + 2):
-            for name, (tr, ctx, batch) in built.items():
-                ctx.step = r  # a fresh drop mask per step, as in training
-                with Timed(ops, "chanpool_max", IMPLS.get(name)) as cp:
-                    t0 = time.perf_counter()
-                    step(tr, ctx, batch)
-                    ms = (time.perf_counter() - t0) * 1e3
-                if r >= 2:  # warm-up
-                    samples[name].append(ms)
-                    pool[name].append(cp.ms)
+        samples, pool = time_steps(built, args.repeats, lambda n: [Timed(ops, "chanpool_max", IMPLS.get(n))])
         tr, _, batch = built["full_native"]
         with torch.no_grad():
             _, f = tr.model(batch["image"], with_features=True)

@@ -19,13 +19,12 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, step, write  # noqa: E402
+from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.train import cross_layer as losses  # noqa: E402
@@ -56,18 +55,8 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as tmp:
                 built = {n: stage_fixture("configs/cross_layer_ferplus.yaml", "cross_layer", [*common, *ov], Path(tmp) / n)
                          for n, ov in VARIANTS.items()}
-                samples = {n: [] for n in built}
-                cluster = {n: [] for n in built}
-                for r in range(args.repeats + 2):
-                    for name, (tr, ctx, batch) in built.items():
-                        ctx.step = r  # fresh k-means++ draws per step, as in training
-                        with Timed(losses, "_kmeans") as km, Timed(losses, "_assign") as asg:
-                            t0 = time.perf_counter()
-                            step(tr, ctx, batch)
-                            ms = (time.perf_counter() - t0) * 1e3
-                        if r >= 2:  # warm-up
-                            samples[name].append(ms)
-                            cluster[name].append(km.ms + asg.ms)
+                samples, cluster = time_steps(built, args.repeats,
+                                              lambda n: [Timed(losses, "_kmeans"), Timed(losses, "_assign")])
                 base = built["baseline"]
                 maps = [tuple(m.shape[1:]) for m in base[0].model(base[2]["image"])["maps"]]
             row = {"stem": stem, "image_size": size, "batch": args.batch, "stage_maps": maps}

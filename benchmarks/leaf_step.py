@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, step, write  # noqa: E402
+from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.ops import _reference  # noqa: E402
@@ -86,17 +86,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         trainer, ctx, batch = stage_fixture("configs/leaf_ferplus.yaml", "leaf", [
             "data.limit=2000", "data.labels_per_class=50", f"data.batch_size={args.batch}"], tmp)
-        samples = {m: [] for m in MODES}
-        gate_ms = {m: [] for m in MODES}
-        for r in range(args.repeats + 2):
-            for m, impl in MODES.items():
-                with Timed(ops, "topk_gating", impl) as g:
-                    t0 = time.perf_counter()
-                    step(trainer, ctx, batch)
-                    ms = (time.perf_counter() - t0) * 1e3
-                if r >= 2:
-                    samples[m].append(ms)
-                    gate_ms[m].append(g.ms)
+        fixture = (trainer, ctx, batch)
+        samples, gate_ms = time_steps({m: fixture for m in MODES}, args.repeats,
+                                      lambda m: [Timed(ops, "topk_gating", MODES[m])], set_step=False)
     images = args.batch * 4  # labelled + two weak + one strong view per unlabelled face: one token each per MoE
     row = {"batch": args.batch, "tokens_per_moe_call": images, "experts": trainer.method.config.experts,
            "k": trainer.method.config.k}

@@ -18,13 +18,12 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, step, write  # noqa: E402
+from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.ops import _reference  # noqa: E402
@@ -57,18 +56,7 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as tmp:
                 built = {n: stage_fixture("configs/pll_ferplus.yaml", "pll", [*common, *ov], Path(tmp) / n, st)
                          for n, (ov, st, _) in CONFIGS.items()}
-                samples = {n: [] for n in built}
-                target = {n: [] for n in built}
-                for r in range(args.repeats + 2):
-                    for name, (tr, ctx, batch) in built.items():
-                        ctx.step = r
-                        with Timed(ops, "hog", CONFIGS[name][2]) as hog:
-                            t0 = time.perf_counter()
-                            step(tr, ctx, batch)
-                            ms = (time.perf_counter() - t0) * 1e3
-                        if r >= 2:  # warm-up
-                            samples[name].append(ms)
-                            target[name].append(hog.ms)
+                samples, target = time_steps(built, args.repeats, lambda n: [Timed(ops, "hog", CONFIGS[n][2])])
             row = {"depth": depth, "patch": patch, "tokens": (48 // patch) ** 2, "batch": args.batch}
             for name in built:
                 ms = statistics.median(samples[name])

@@ -1,6 +1,6 @@
 """What the training-step benchmarks share: a trainer set up at one stage with one real batch,
-one optimiser step, a timer that swaps a function for a timed (or other) implementation, and the
-JSON file with the machine's facts."""
+one optimiser step, a timer that swaps a function for a timed (or other) implementation, the
+interleaved timing loop, and the JSON file with the machine's facts."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -69,6 +70,29 @@ class Timed:
 
     def __exit__(self, *exc):
         setattr(self.owner, self.name, self._orig)
+
+
+def time_steps(built: dict, repeats: int, timers, warmup: int = 2, set_step: bool = True):
+    """Times one optimiser step of every variant in `built` ({name: (trainer, ctx, batch)}), round
+    after round with the variants interleaved, so that the machine's drift hits them alike.
+    timers(name) -> the Timed blocks to open around that variant's step (its timed parts).
+    With set_step, ctx.step is the round: fresh random draws per step (drop masks, k-means++), as in
+    training. Returns ({name: [step ms]}, {name: [ms inside the timed parts]}), warm-up rounds left out."""
+    samples = {n: [] for n in built}
+    parts = {n: [] for n in built}
+    for r in range(repeats + warmup):
+        for name, (trainer, ctx, batch) in built.items():
+            if set_step:
+                ctx.step = r
+            with ExitStack() as stack:
+                blocks = [stack.enter_context(t) for t in timers(name)]
+                t0 = time.perf_counter()
+                step(trainer, ctx, batch)
+                ms = (time.perf_counter() - t0) * 1e3
+            if r >= warmup:
+                samples[name].append(ms)
+                parts[name].append(sum(b.ms for b in blocks))
+    return samples, parts
 
 
 def write(doc: dict, method: str, threads: int, out: str | None) -> Path:
