@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from steps import ROOT  # noqa: E402
 
-from fer_edge.recipe import mcnemar  # noqa: E402
+from fer_edge.recipe import _paired, mcnemar  # noqa: E402
 from fer_edge.train.data_roles import open_split  # noqa: E402
 from fer_edge.train.metrics import paired_test_by_sequence  # noqa: E402
 
@@ -52,8 +52,16 @@ def main(argv=None):
                              "by_sequence": paired_test_by_sequence(c_a["predictions"], c_b["predictions"], yc, c_a["groups"])}
         rows.append(row)
         print(json.dumps(row))
+    over = {}  # the seeds together: paired t over per-seed differences, McNemar on the pooled faces
+    if len(rows) > 1:
+        for name in ("all", "two_or_more_candidates", "one_candidate"):
+            diffs = [round(r[name][args.first] - r[name][args.second], 2) for r in rows]
+            b, c = sum(r[name]["only_first_right"] for r in rows), sum(r[name]["only_second_right"] for r in rows)
+            over[name] = {**_paired(diffs), "pooled_only_first_right": b, "pooled_only_second_right": c,
+                          "pooled_p_value": mcnemar([1] * b + [0] * c, [0] * b + [1] * c, [1] * (b + c))["p_value"]}
+        print(json.dumps({"over_seeds": over}))
     out = Path(args.out) if args.out else Path(args.results) / f"pairs-{args.first}-vs-{args.second}.json"
-    out.write_text(json.dumps({"first": args.first, "second": args.second, "seeds": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"first": args.first, "second": args.second, "seeds": rows, "over_seeds": over}, indent=2) + "\n")
     print(f"wrote {out}")
 
 
