@@ -16,7 +16,6 @@ benchmarks/results/cafe/step-<threads>thread.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
+from steps import Timed, stage_fixture, step_parser, time_steps, use_threads, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.ops import _reference  # noqa: E402
@@ -67,14 +66,9 @@ def separation_alone(batch: int, channels: int, classes: int, repeats: int) -> d
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--out", default=None)
+    ap = step_parser(__doc__, batch=64)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ops.set_num_threads(args.threads)
+    use_threads(args.threads)
     common = [f"data.batch_size={args.batch}", f"threads={args.threads}", "data.limit=512"]
     with tempfile.TemporaryDirectory() as tmp:
         built = {n: stage_fixture("configs/cafe_ferplus.yaml", "cafe", [*common, *ov], Path(tmp) / n)

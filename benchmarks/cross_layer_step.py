@@ -14,19 +14,15 @@ Writes benchmarks/results/cross_layer/step-<threads>thread.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
+from steps import Timed, stage_fixture, step_parser, time_steps, use_threads, write  # noqa: E402
 
-from fer_edge import ops  # noqa: E402
 from fer_edge.train import cross_layer as losses  # noqa: E402
 
 VARIANTS = {
@@ -37,16 +33,11 @@ VARIANTS = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=64)
+    ap = step_parser(__doc__, batch=64)
     ap.add_argument("--stems", nargs="+", default=["s2"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[48])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ops.set_num_threads(args.threads)
+    use_threads(args.threads)
     results = []
     for stem in args.stems:
         for size in args.sizes:

@@ -13,7 +13,6 @@ Writes benchmarks/results/leaf/step-<threads>thread.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
+from steps import Timed, stage_fixture, step_parser, time_steps, use_threads, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.ops import _reference  # noqa: E402
@@ -48,8 +47,7 @@ MODES = {"native": None, "registered_op": registered,
 def gating_sweep(tokens=(64, 128, 256, 512, 1024, 2048, 4096), experts=8, k=2, calls=400):
     """us per gating call, forward + backward (weights and probs in the loss, as LEAF's
     load-balancing loss uses them), 1 thread, best of 5 rounds, modes interleaved."""
-    torch.set_num_threads(1)
-    ops.set_num_threads(1)
+    use_threads(1)
     rows = []
     for T in tokens:
         z = torch.randn(T, experts, generator=torch.Generator().manual_seed(T)).requires_grad_()
@@ -75,14 +73,9 @@ def gating_sweep(tokens=(64, 128, 256, 512, 1024, 2048, 4096), experts=8, k=2, c
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--out", default=None)
+    ap = step_parser(__doc__, batch=32)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ops.set_num_threads(args.threads)
+    use_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, ctx, batch = stage_fixture("configs/leaf_ferplus.yaml", "leaf", [
             "data.limit=2000", "data.labels_per_class=50", f"data.batch_size={args.batch}"], tmp)

@@ -13,17 +13,14 @@ each number is the median over --repeats. Writes benchmarks/results/pll/step-<th
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steps import Timed, stage_fixture, time_steps, write  # noqa: E402
+from steps import Timed, stage_fixture, step_parser, time_steps, use_threads, write  # noqa: E402
 
 from fer_edge import ops  # noqa: E402
 from fer_edge.ops import _reference  # noqa: E402
@@ -38,16 +35,11 @@ CONFIGS = {  # name -> (overrides, stage, HOG implementation: None = the native 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=64)
+    ap = step_parser(__doc__, batch=64, repeats=10)
     ap.add_argument("--depths", nargs="+", type=int, default=[6])
     ap.add_argument("--patches", nargs="+", type=int, default=[8])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ops.set_num_threads(args.threads)
+    use_threads(args.threads)
     results = []
     for depth in args.depths:
         for patch in args.patches:

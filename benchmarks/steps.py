@@ -3,6 +3,7 @@ one optimiser step, a timer that swaps a function for a timed (or other) impleme
 interleaved timing loop, and the JSON file with the machine's facts."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -15,6 +16,24 @@ import torch
 
 os.environ.setdefault("FER_EDGE_PROGRESS", "0")
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def step_parser(doc: str, batch: int, repeats: int = 15) -> argparse.ArgumentParser:
+    """The options every step benchmark takes (--batch --threads --repeats --out); each adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--threads", type=int, default=2, help="torch's and the native kernels' threads")
+    ap.add_argument("--repeats", type=int, default=repeats, help="timed steps per variant (after warm-up)")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<method>/step-<threads>thread.json)")
+    return ap
+
+
+def use_threads(n: int) -> None:
+    """torch and fer_edge's native kernels on the same thread count, as in training."""
+    from fer_edge import ops
+
+    torch.set_num_threads(n)
+    ops.set_num_threads(n)
 
 
 def stage_fixture(config: str, method: str, overrides: list[str], out_dir, stage: str | None = None):
