@@ -78,7 +78,8 @@ def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
     values = [h[k] for h in history for k in losses if isinstance(h.get(k), (int, float))]
     if values and min(values) > 0:  # terms spanning decades (CE vs a small contrastive term)
         ax_loss.set_yscale("log")
-    ax_loss.legend(fontsize=7)
+    if ax_loss.lines:
+        ax_loss.legend(fontsize=7)
     for k, label in (("train_acc", "train"), ("val_acc", "validation"), ("val_mean_class_acc", "validation mean class"),
                      ("check_acc", "check set")):
         pts = [(h["epoch"], h[k]) for h in history if isinstance(h.get(k), (int, float))]
@@ -86,7 +87,10 @@ def plot_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
             ax_acc.plot(*zip(*pts), marker=".", label=label)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
-    ax_acc.legend(fontsize=7)
+    if ax_acc.lines:
+        ax_acc.legend(fontsize=7)
+    else:  # label-free stages only (e.g. MIM pre-training): say so rather than leave an empty legend
+        ax_acc.text(0.5, 0.5, "no accuracy logged (label-free stage)", ha="center", va="center", transform=ax_acc.transAxes)
     for ax in (ax_loss, ax_acc):
         for a, b in zip(history, history[1:]):
             if a.get("stage") != b.get("stage"):
