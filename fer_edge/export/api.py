@@ -25,7 +25,29 @@ def _versions() -> dict:
             out[mod] = __import__(mod).__version__
         except Exception:  # absent, or a package without __version__
             pass
+    commit = _source_commit()
+    if commit:  # the version string has not moved across model-code changes; the commit says which code exported
+        out["fer_edge_commit"] = commit
     return out
+
+
+def _source_commit() -> str | None:
+    """The git commit of the fer_edge source this runs from (an editable install in a checkout),
+    with "+dirty" when it has uncommitted changes; None outside a checkout or without git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "fer_edge"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def load_for_export(checkpoint_path: str | Path):

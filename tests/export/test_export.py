@@ -43,10 +43,27 @@ def test_metadata_travels_and_describes_the_model(exported, trained):
         assert meta["input"] == [1, 48, 48] and meta["color"] == "gray" and meta["method"] == "baseline"
         assert meta["source_checkpoint_sha256"] == md.sha256_bytes(trained.read_bytes())
         assert "torch" in meta["exporters"] and "onnx" in meta["exporters"]
+        _assert_source_commit(meta["exporters"])
         logits = b.infer(np.zeros((3, 1, 48, 48), np.uint8))
         assert logits.shape == (3, 8)
     with open_backend(out / "m.int8.xml") as b:
         assert b.meta["precision"] == "int8" and b.meta["format"] == "openvino"
+
+
+def _assert_source_commit(exporters):
+    """Run from a git checkout, the export names the commit that exported it (+dirty when fer_edge/
+    has changes); installed from a wheel there is no checkout and no key."""
+    import subprocess
+    from pathlib import Path
+
+    import fer_edge
+
+    root = Path(fer_edge.__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        assert "fer_edge_commit" not in exporters
+        return
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert exporters["fer_edge_commit"].split("+")[0] == head
 
 
 def test_qdq_graph_holds_quantize_dequantize_pairs(exported):
@@ -108,7 +125,7 @@ def test_tampered_or_corrupt_onnx_is_rejected(exported, tmp_path):
         open_backend(tmp_path / "json.onnx")
     data = src.read_bytes()
     (tmp_path / "trunc.onnx").write_bytes(data[: len(data) // 3])
-    with pytest.raises(BackendError, match="could not load"):
+    with pytest.raises(BackendError, match="could not load.*re-export it from its checkpoint"):
         open_backend(tmp_path / "trunc.onnx")
     (tmp_path / "empty.onnx").write_bytes(b"")
     with pytest.raises(BackendError, match="empty model file"):

@@ -55,8 +55,11 @@ class Backend:
         except (BackendError, FileNotFoundError):
             raise
         except Exception as exc:  # the runtime's own parse errors, in its own words
+            # a corrupt or partly copied file, or one exported before a model-code change that this
+            # runtime version rejects: either way the fix is the same, so say it
             raise BackendError(f"{self.path}: {self.name} could not load the model ({type(exc).__name__}: "
-                               f"{cause(exc)})") from exc
+                               f"{cause(exc)}); if the file is intact it may come from another fer_edge or "
+                               f"{self.name} version: re-export it from its checkpoint (fer-edge export)") from exc
 
     # metadata views
     @property
