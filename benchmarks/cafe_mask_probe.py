@@ -25,6 +25,9 @@ def probe(checkpoint: str, split: str = "valid") -> dict:
     from fer_edge.train.torch_data import TorchFaces
 
     model, _, cfg, _ = load_for_export(checkpoint)
+    if cfg.method != "cafe" or getattr(model, "encoder", None) is None:
+        raise SystemExit(f"{checkpoint}: a CAFE checkpoint with a frozen encoder is needed (method {cfg.method!r}, "
+                         f"encoder {getattr(cfg.method_config, 'encoder', None)!r}); the plain baseline has no mask to probe")
     faces = TorchFaces(open_dataset(cfg.data.dataset, split), cfg.data.image_size, "eval")
     feats, masks, labels = [], [], []
     with torch.no_grad():

@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from steps import ROOT  # noqa: E402
 
-from fer_edge.recipe import _paired, mcnemar  # noqa: E402
+from fer_edge.recipe import mcnemar, mcnemar_counts, paired_gain  # noqa: E402
 from fer_edge.train.data_roles import open_split  # noqa: E402
 from fer_edge.train.metrics import paired_test_by_sequence  # noqa: E402
 
@@ -57,8 +57,8 @@ def main(argv=None):
         for name in ("all", "two_or_more_candidates", "one_candidate"):
             diffs = [round(r[name][args.first] - r[name][args.second], 2) for r in rows]
             b, c = sum(r[name]["only_first_right"] for r in rows), sum(r[name]["only_second_right"] for r in rows)
-            over[name] = {**_paired(diffs), "pooled_only_first_right": b, "pooled_only_second_right": c,
-                          "pooled_p_value": mcnemar([1] * b + [0] * c, [0] * b + [1] * c, [1] * (b + c))["p_value"]}
+            over[name] = {**paired_gain(diffs), "pooled_only_first_right": b, "pooled_only_second_right": c,
+                          "pooled_p_value": mcnemar_counts(b, c)["p_value"]}
         print(json.dumps({"over_seeds": over}))
     out = Path(args.out) if args.out else Path(args.results) / f"pairs-{args.first}-vs-{args.second}.json"
     out.write_text(json.dumps({"first": args.first, "second": args.second, "seeds": rows, "over_seeds": over}, indent=2) + "\n")

@@ -7,8 +7,8 @@ pixels), method, inputs (every graph input in order: {"name", "shape"}, shape wi
 batch; the first is always "pixels"), heads (classifier names of a multi-head model, [] for one
 head), decision ({"rule", "params"}: see fer_edge.decisions), extras (method facts for people),
 source_checkpoint_sha256, payload_sha256 (of the file as stored with the digest zeroed, so that
-tampering or a half-replaced file is caught), exporters (library versions, and fer_edge_commit when exported from a git checkout), created. Engines add
-tensorrt, compute_capability and batch_profile.
+tampering or a half-replaced file is caught), exporters (library versions; fer_edge_commit when
+exported from a git checkout), created. Engines add tensorrt, compute_capability and batch_profile.
 
 Schema 1 files (exported before the method contract) are read and upgraded in `upgrade`: their
 `needs_landmarks` becomes a landmarks input and `extras.glpc_beta` a GLPC decision.

@@ -217,7 +217,7 @@ def _finals(recipe: Recipe) -> dict:
     return out
 
 
-def _paired(diffs: list[float]) -> dict:
+def paired_gain(diffs: list[float]) -> dict:
     """Mean of paired differences; with 3+ pairs a paired t-test (scipy when installed)."""
     d = {"per_seed": diffs, "mean": float(np.mean(diffs))}
     if len(diffs) >= 3:
@@ -233,10 +233,14 @@ def _paired(diffs: list[float]) -> dict:
 def mcnemar(pred_a, pred_b, labels) -> dict:
     """Exact two-sided McNemar test of two models on the same faces: b = faces only A gets right,
     c = faces only B gets right; p = P(Binomial(b + c, 1/2) as or more extreme)."""
+    a_ok, b_ok = np.asarray(pred_a) == np.asarray(labels), np.asarray(pred_b) == np.asarray(labels)
+    return mcnemar_counts(int((a_ok & ~b_ok).sum()), int((~a_ok & b_ok).sum()))
+
+
+def mcnemar_counts(b: int, c: int) -> dict:
+    """The same test from the two discordant counts (e.g. pooled over seeds' paired faces)."""
     from math import comb
 
-    a_ok, b_ok = np.asarray(pred_a) == np.asarray(labels), np.asarray(pred_b) == np.asarray(labels)
-    b, c = int((a_ok & ~b_ok).sum()), int((~a_ok & b_ok).sum())
     n = b + c
     p = 1.0 if n == 0 else min(1.0, 2 * sum(comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n)
     return {"only_first_right": b, "only_second_right": c, "p_value": p}
@@ -280,7 +284,7 @@ def table(recipe: Recipe, out: Path | None = None) -> str:
                          for k in recipe.seeds if (v, k) in finals and (recipe.control, k) in finals
                          and s in finals[(v, k)]["sets"] and s in finals[(recipe.control, k)]["sets"]]
                 if diffs:
-                    gains[f"{v} vs {recipe.control} on {s}"] = g = _paired(diffs)
+                    gains[f"{v} vs {recipe.control} on {s}"] = g = paired_gain(diffs)
                     g["mcnemar_per_seed"] = _mcnemar_per_seed(recipe, finals, v, s)
         results["gains"] = gains
         lines += ["", f"Gains over `{recipe.control}` (same budget and seed, the method's decision rule), in points:", ""]

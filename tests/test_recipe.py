@@ -134,6 +134,9 @@ def test_mcnemar_on_a_hand_computed_case():
     r = rc.mcnemar([0] * 10, [1] * 10, [0] * 10)
     assert r["p_value"] == pytest.approx(2 / 2 ** 10)
     assert rc.mcnemar([0, 1], [0, 1], [0, 0])["p_value"] == 1.0
+    # from counts: 5 vs 0 discordant faces, p = 2 * (1/2)^5; the per-face form agrees
+    assert rc.mcnemar_counts(5, 0)["p_value"] == pytest.approx(0.0625)
+    assert rc.mcnemar_counts(3, 2) == rc.mcnemar(a, b, labels)
 
 
 def test_table_runs_mcnemar_per_seed_on_stored_predictions(tmp_path):
