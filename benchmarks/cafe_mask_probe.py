@@ -1,7 +1,9 @@
 """Where a trained CAFE model's class information sits: in the frozen encoder's features F(x) or in
 the image-dependent mask M(x). On FERPlus valid (never test), each checkpoint is scored as trained
 (fc(F * M)), with F replaced by its mean over the valid faces (fc(mean F * M): the mask alone carries
-the face), and with M replaced by its mean (fc(F * mean M): the encoder alone carries it).
+the face), and with M replaced by its mean (fc(F * mean M): the encoder alone carries it). With
+cafe.mask_from=encoder, M is itself computed from F, so "mean F" there only removes F as the
+multiplicand.
 
     python benchmarks/cafe_mask_probe.py runs/cafe/full/seed0/best.pt runs/cafe/pixel_encoder/seed0/best.pt \
         runs/cafe/random_encoder/seed0/best.pt --out benchmarks/results/cafe/mask-probe.json
@@ -32,17 +34,17 @@ def probe(checkpoint: str, split: str = "valid") -> dict:
     feats, masks, labels = [], [], []
     with torch.no_grad():
         for batch in eval_loader(faces):
-            g = model.generator(batch["image"])
-            m = model.to_mask(g)
-            masks.append(torch.sigmoid(m) if model.mask == "sigmoid" else m)
-            feats.append(model.encoder(batch["image"]))
+            f, m = model.encoder_and_mask(batch["image"])
+            feats.append(f)
+            masks.append(m)
             labels.append(batch["label"])
         f, m, y = torch.cat(feats), torch.cat(masks), torch.cat(labels)
 
         def acc(features):
             return round(float((model.fc(features).argmax(1) == y).float().mean()) * 100, 2)
 
-        return {"checkpoint": checkpoint, "encoder": cfg.method_config.encoder, "faces": len(y),
+        return {"checkpoint": checkpoint, "encoder": cfg.method_config.encoder,
+                "mask_from": getattr(cfg.method_config, "mask_from", "image"), "faces": len(y),
                 "as_trained": acc(f * m), "mask_alone_mean_F": acc(f.mean(0, keepdim=True) * m),
                 "encoder_alone_mean_M": acc(f * m.mean(0, keepdim=True))}
 

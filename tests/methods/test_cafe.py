@@ -109,3 +109,67 @@ def test_config_errors_are_clear():
                        ("cafe.encoder=none", "baseline"), ("model.backbone=vit_tiny", "CNN")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="cafe")
+
+
+def test_a_mask_from_the_encoder_sees_the_face_only_through_the_encoder():
+    from torch import nn
+
+    from fer_edge.models import build_backbone
+    from fer_edge.models.cafe import CAFENet, FeatureMaskGenerator, Frozen, FrozenFeatures
+
+    class ChannelMeans(nn.Module):  # a frozen "encoder" that keeps only each image's mean brightness
+        out_dim = 6
+
+        def forward(self, x):
+            return x.mean((1, 2, 3))[:, None].repeat(1, 6) * torch.arange(1.0, 7.0)
+
+    torch.manual_seed(0)
+    a = torch.rand(1, 1, 48, 48)
+    b = a.flip(-1).roll(7, -2)  # another face, same mean brightness
+    enc = FrozenFeatures(ChannelMeans())
+    fed_f = CAFENet(enc, FeatureMaskGenerator(6, 5), 3, mask_from="encoder").eval()
+    fed_x = CAFENet(enc, build_backbone("resnet18", 1, 48, width=0.25, stem="s2"), 3).eval()
+    with torch.no_grad():
+        assert torch.allclose(fed_f(a), fed_f(b))      # the encoder saw the same, so the mask did too
+        assert not torch.allclose(fed_x(a), fed_x(b))  # the paper's generator reads the face itself
+        # by hand: fc(F * sigmoid(to_mask(GELU(Linear(LayerNorm(F))))))
+        f = enc(a)
+        h = F.gelu(F.linear(F.layer_norm(f, (6,)), fed_f.generator.net[1].weight, fed_f.generator.net[1].bias))
+        m = torch.sigmoid(fed_f.to_mask(h))
+        assert torch.allclose(fed_f(a), fed_f.fc(f * m), atol=1e-6)
+        ff, mm = fed_f.encoder_and_mask(a)
+        assert torch.allclose(ff, f) and torch.allclose(mm, m)
+    with pytest.raises(ValueError, match="mask_from"):
+        CAFENet(None, FeatureMaskGenerator(6), 3, mask_from="encoder")
+    assert isinstance(enc, Frozen)
+
+
+def test_mask_from_encoder_trains_exports_and_keeps_the_encoder_frozen(data_root, tmp_path):
+    from fer_edge.export import export
+    from fer_edge.models.cafe import FeatureMaskGenerator
+
+    t = _trainer(tmp_path / "run", "cafe.mask_from=encoder", "cafe.mask_hidden=32", "optim.epochs=1", "optim.max_steps=3")
+    assert isinstance(t.model.generator, FeatureMaskGenerator)
+    before = {k: v.clone() for k, v in t.model.encoder.state_dict().items()}
+    gen_before = {k: v.clone() for k, v in t.model.generator.state_dict().items()}
+    t.fit()
+    assert all(torch.equal(before[k], v) for k, v in t.model.encoder.state_dict().items())
+    assert any(not torch.equal(gen_before[k], v) for k, v in t.model.generator.state_dict().items())
+    assert all(k in t.history[-1] for k in ("ce_loss", "sep_loss", "div_loss"))
+    report = export(t.report_checkpoint, ["onnx:fp32"], tmp_path / "x", name="m", val_limit=32, verbose=False)
+    row = report["artifacts"][0]
+    assert row["agreement_with_torch"] == 1.0 and row["max_abs_diff"] < 1e-3, row
+
+
+def test_mask_from_config_errors_are_clear():
+    from fer_edge.recipe import recipe_for_method
+    from fer_edge.train import load_config
+
+    path = recipe_for_method("cafe").path("config")
+    for bad, match in ((["cafe.mask_from=face"], "mask_from"), (["cafe.mask_hidden=0"], "mask_hidden"),
+                       (["cafe.encoder=none", "cafe.separation=false", "cafe.diverse=false", "cafe.mask_from=encoder"],
+                        "needs a frozen encoder")):
+        with pytest.raises(ValueError, match=match):
+            load_config(path, bad, method="cafe")
+    # the generator's backbone only matters when it reads the image
+    load_config(path, ["cafe.mask_from=encoder", "model.backbone=vit_tiny"], method="cafe")

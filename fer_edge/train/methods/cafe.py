@@ -10,6 +10,11 @@ cafe.encoder picks the frozen F (its weights never change, it gets no gradient):
 - "clip:<model>:<weights file>": a CLIP image encoder built by open_clip from a file the user has
   (never downloaded; fer_edge/models/clip_encoder.py), fed the same faces resized to its input size.
 
+cafe.mask_from picks what the mask generator reads: "image" (the paper: a CNN on the face, model.*)
+or "encoder" (a small MLP on F(x), cafe.mask_hidden wide: the classifier then sees nothing the frozen
+encoder did not encode, which is what the claim "the frozen features generalise" needs; the
+image-fed generator was measured to classify on its own, benchmarks/results/cafe/README.md).
+
 Each step: CE on fc(F~), F~ = F(x) * sigmoid(mask generator(x)); with separation, F~'s channels
 fall into one contiguous group per class (uneven sizes allowed: every channel is used), a random
 share of each group is dropped (redrawn every step, seeded), and the max of each group
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 
 from fer_edge import ops
 from fer_edge.models import build_backbone
-from fer_edge.models.cafe import CAFENet, FrozenFeatures
+from fer_edge.models.cafe import CAFENet, FeatureMaskGenerator, FrozenFeatures
 from fer_edge.train.methods.base import Method, Stage, register_method
 from fer_edge.train.methods.baseline import classification_loss, supervised_stage
 
@@ -38,6 +43,8 @@ class CAFEConfig:
     random_depth: int = 6             # the "random" encoder's shape (the MIM encoder's default)
     random_patch: int = 8
     mask: str = "sigmoid"             # sigmoid (paper) | none (the raw mask: the "no sigmoid" ablation)
+    mask_from: str = "image"          # image (paper: model.* CNN on the face) | encoder (an MLP on F(x))
+    mask_hidden: int = 512            # the MLP's width with mask_from=encoder
     separation: bool = True           # channel separation loss (chanpool_max over class groups, with channel drop)
     diverse: bool = True              # channel-diverse loss
     sep_weight: float = 1.5
@@ -83,9 +90,15 @@ class CAFE(Method):
             raise ValueError("cafe.encoder=none is the plain-classifier baseline: set cafe.separation=false cafe.diverse=false")
         if a.mask not in ("sigmoid", "none"):
             raise ValueError(f"cafe.mask: expected sigmoid or none, got {a.mask!r}")
+        if a.mask_from not in ("image", "encoder"):
+            raise ValueError(f"cafe.mask_from: expected image or encoder, got {a.mask_from!r}")
+        if a.mask_from == "encoder" and kind == "none":
+            raise ValueError("cafe.mask_from=encoder needs a frozen encoder (cafe.encoder is none)")
+        if a.mask_hidden < 1:
+            raise ValueError(f"cafe.mask_hidden: expected >= 1, got {a.mask_hidden}")
         if not 0 <= a.drop_fraction < 1 or a.sep_weight < 0 or a.div_weight < 0:
             raise ValueError("cafe: drop_fraction in [0, 1), loss weights >= 0")
-        if cfg.model.backbone not in ("resnet18", "resnet50", "mobilenet_v2"):
+        if a.mask_from == "image" and cfg.model.backbone not in ("resnet18", "resnet50", "mobilenet_v2"):
             raise ValueError(f"cafe: the mask generator is a CNN (resnet18, resnet50, mobilenet_v2), got {cfg.model.backbone!r}")
 
     def _encoder(self, in_channels: int):
@@ -129,14 +142,18 @@ class CAFE(Method):
 
     def build_model(self, num_classes: int, in_channels: int) -> CAFENet:
         m, a = self.cfg.model, self.config
-        generator = build_backbone(m.backbone, in_channels, self.cfg.data.image_size, width=m.width, stem=m.stem or None)
-        return CAFENet(self._encoder(in_channels), generator, num_classes, a.mask)
+        encoder = self._encoder(in_channels)
+        if a.mask_from == "encoder":
+            generator = FeatureMaskGenerator(encoder.out_dim, a.mask_hidden)
+        else:
+            generator = build_backbone(m.backbone, in_channels, self.cfg.data.image_size, width=m.width, stem=m.stem or None)
+        return CAFENet(encoder, generator, num_classes, a.mask, a.mask_from)
 
     def stages(self) -> list[Stage]:
         return [supervised_stage(self.cfg)]
 
     def export_extras(self) -> dict:
-        return {"encoder": self.config.encoder, "mask": self.config.mask}
+        return {"encoder": self.config.encoder, "mask": self.config.mask, "mask_from": self.config.mask_from}
 
     def train_step(self, ctx, batch) -> dict:
         a = self.config
