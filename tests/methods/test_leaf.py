@@ -194,6 +194,29 @@ def test_config_errors_are_clear():
 
     path = recipe_for_method("leaf").path("config")
     for bad, match in (("leaf.blocks=bank", "blocks"), ("leaf.k=5", "k"), ("data.labels_per_class=0", "labels_per_class"),
-                       ("leaf.thresholds=soft", "thresholds"), ("model.backbone=vit_tiny", "ResNet")):
+                       ("leaf.thresholds=soft", "thresholds"), ("model.backbone=mobilenet_v2", "ResNet")):
         with pytest.raises(ValueError, match=match):
             load_config(path, [bad], method="leaf")
+    with pytest.raises(ValueError, match="vit_tiny"):
+        load_config(path, ["leaf.encoder=some/encoder"], method="leaf")  # an encoder is a ViT
+    with pytest.raises(ValueError, match="leaf.encoder"):
+        load_config(path, ["model.backbone=vit_tiny", "model.pretrained=w.pt"], method="leaf")
+
+
+def test_a_pretrained_vit_encoder_starts_both_student_and_teacher(data_root, tmp_path):
+    from fer_edge.models.encoder_io import save_encoder
+    from fer_edge.models.vit import ViT
+
+    torch.manual_seed(3)
+    vit = ViT("tiny", 8, 48, 1, 0.0, depth=1)
+    save_encoder(vit, tmp_path / "enc", target="pixel", epochs=1)
+    t = _trainer(tmp_path / "run", "model.backbone=vit_tiny", "leaf.depth=1", f"leaf.encoder={tmp_path / 'enc'}",
+                 "optim.epochs=1", "leaf.steps_per_epoch=2", "optim.max_steps=2")
+    want = vit.state_dict()
+    for net in (t.model, t.ema.module):
+        assert all(torch.equal(want[k], v) for k, v in net.backbone.state_dict().items())
+    t.fit()  # real steps through the ViT and the MoEs; the student moved away from the encoder
+    assert np.isfinite(t.history[-1]["train_loss"])
+    assert any(not torch.equal(want[k], v) for k, v in t.model.backbone.state_dict().items())
+    with pytest.raises(ValueError, match="shape"):  # an encoder of another shape is refused, not half-loaded
+        _trainer(tmp_path / "run2", "model.backbone=vit_tiny", "leaf.depth=2", f"leaf.encoder={tmp_path / 'enc'}")

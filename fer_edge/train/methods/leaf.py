@@ -21,6 +21,12 @@ forward pass:
 total 0.5 L_x + L_u + 0.1 L_s (+ balance). An EMA teacher (0.999) is evaluated, selected on
 FERPlus valid, reported and exported. unlabelled=false trains L_x alone on the labelled faces.
 
+Backbone: a ResNet from scratch (model.*), or a ViT (model.backbone=vit_*, leaf.patch/depth) that
+may start from one of our label-free pre-trained encoders (leaf.encoder=<path>, e.g. the pll
+recipe's MIM-pixel encoder, pre-trained on the training faces without their labels: the papers start
+from a face-pretrained ResNet-18, which does not exist offline, and from scratch the teacher's pseudo
+labels are wrong about half the time; benchmarks/results/leaf/README.md).
+
 Departures from the released code, on purpose: real experts and k=2 (its MoEs are one shared
 expert with k=1: the gate never learns); the load-balancing loss is used (it computes and drops
 it); L_u is masked per face (it rescales a batch mean by the confident fraction); checkpoints are
@@ -62,6 +68,10 @@ class LEAFConfig:
     labelled_batch: int = 0           # 0: data.batch_size
     unlabelled_batch: int = 0         # 0: data.batch_size
     ema: float = 0.999
+    encoder: str = ""                 # a saved ViT encoder (.safetensors or stem) to start from; needs model.backbone=vit_*
+    patch: int = 8                    # the ViT's shape (model.backbone=vit_*); an encoder must match it
+    depth: int = 6
+    drop_path: float = 0.0
 
 
 @register_method
@@ -74,8 +84,15 @@ class LEAF(Method):
     @classmethod
     def check_config(cls, cfg) -> None:
         a = cfg.method_config
-        if cfg.model.backbone not in ("resnet18", "resnet50", "ir50"):
-            raise ValueError(f"leaf: expected a ResNet backbone (resnet18, resnet50, ir50), got {cfg.model.backbone!r}")
+        vit = cfg.model.backbone.startswith("vit_")
+        if cfg.model.backbone not in ("resnet18", "resnet50", "ir50") and not vit:
+            raise ValueError(f"leaf: expected a ResNet (resnet18, resnet50, ir50) or ViT (vit_tiny, vit_small, vit_base) "
+                             f"backbone, got {cfg.model.backbone!r}")
+        if a.encoder and not vit:
+            raise ValueError(f"leaf.encoder is a pre-trained ViT: set model.backbone=vit_tiny (or the encoder's size), "
+                             f"got {cfg.model.backbone!r}")
+        if vit and cfg.model.pretrained:
+            raise ValueError("leaf: load a pre-trained ViT encoder with leaf.encoder=<path> (model.pretrained is for CNN backbones)")
         choices = {"blocks": ("moe", "mlp", "none"), "thresholds": ("adaptive", "fixed")}
         for key, allowed in choices.items():
             if getattr(a, key) not in allowed:
@@ -102,8 +119,25 @@ class LEAF(Method):
 
     def build_model(self, num_classes: int, in_channels: int) -> LEAFNet:
         m, a = self.cfg.model, self.config
-        backbone = build_backbone(m.backbone, in_channels, self.cfg.data.image_size, width=m.width, stem=m.stem or None)
+        if m.backbone.startswith("vit_"):
+            backbone = build_backbone(m.backbone, in_channels, self.cfg.data.image_size, patch=a.patch, depth=a.depth,
+                                      drop_path=a.drop_path)
+        else:
+            backbone = build_backbone(m.backbone, in_channels, self.cfg.data.image_size, width=m.width, stem=m.stem or None)
         return LEAFNet(backbone, num_classes, a.blocks, a.experts, a.k, a.noisy_gating)
+
+    def setup(self, ctx) -> None:
+        a = self.config
+        if a.encoder:
+            from fer_edge.models.encoder_io import load_encoder, read_encoder_meta
+
+            # the EMA teacher was copied from the student at its random initialisation: both start
+            # from the encoder (a resumed run then loads its own weights over these)
+            for net in (ctx.module, ctx.teacher):
+                if net is not None:
+                    load_encoder(a.encoder, into=net.backbone)
+            meta = read_encoder_meta(a.encoder)
+            print(f"leaf.encoder: loaded {a.encoder} (target {meta.get('target')}, {meta.get('epochs')} pre-training epochs)")
 
     def stages(self) -> list[Stage]:
         a, o = self.config, self.cfg.optim
@@ -118,7 +152,8 @@ class LEAF(Method):
 
     def export_extras(self) -> dict:
         a = self.config
-        return {"blocks": a.blocks, "experts": a.experts, "k": a.k, "labels_per_class": self.cfg.data.labels_per_class}
+        return {"blocks": a.blocks, "experts": a.experts, "k": a.k, "labels_per_class": self.cfg.data.labels_per_class,
+                "encoder": a.encoder or "scratch"}
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
