@@ -27,7 +27,7 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)} (path-based ones as kind:path)")
     split = split or DATASETS[kind][0]
-    if kind == "ckplus" and split.startswith("draw"):
+    if kind == "ckplus" and split.startswith(("draw", "fresh")):
         return _ckplus_draw(arg, split, **kwargs)
     if split not in DATASETS[kind]:
         raise ValueError(f"{kind} has splits {DATASETS[kind]}, not {split!r}")
@@ -63,15 +63,16 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
 
 
 def _ckplus_draw(root: str, split: str, **kwargs) -> FaceDataset:
-    """'ckplus@draw<k>': the faces of one seeded draw of CK+ subjects (fer_edge.data.subject_draws)."""
+    """'ckplus@draw<k>' / 'ckplus@fresh<k>': the faces of one seeded draw of CK+ subjects
+    (fer_edge.data.subject_draws)."""
     from fer_edge.data.folder import ckplus
-    from fer_edge.data.subject_draws import draw_index, select_draw
+    from fer_edge.data.subject_draws import parse_draw, select_draw
 
-    k = draw_index(split)
-    if k is None:
-        raise ValueError(f"ckplus: subject draws are named draw<k> (e.g. ckplus@draw3), not {split!r}")
+    parsed = parse_draw(split)
+    if parsed is None:
+        raise ValueError(f"ckplus: subject draws are named draw<k> or fresh<k> (e.g. ckplus@draw3), not {split!r}")
     every_face = ckplus(root=root or None, num_classes=8)
-    return select_draw(ckplus(root=root or None, **kwargs), k, [s.name for s in every_face.samples])
+    return select_draw(ckplus(root=root or None, **kwargs), parsed[1], [s.name for s in every_face.samples], parsed[0])
 
 
 __all__ = ["CLASSES", "CLASSES_7", "canonical", "view", "Sample", "FaceDataset", "CorruptImageError", "DATASETS",

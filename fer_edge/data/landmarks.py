@@ -182,5 +182,5 @@ def cache_file(spec: str, folder: str | Path | None = None) -> Path:
     import re
 
     folder = Path(folder) if folder else cache_dir() / "landmarks"
-    spec = re.sub(r"@draw\d+$", "", spec)  # a subject draw shares its dataset's cache (faces keep their names)
+    spec = re.sub(r"@(draw|fresh)\d+$", "", spec)  # a subject draw shares its dataset's cache (faces keep their names)
     return folder / (spec.replace(":", "_").replace("/", "_").replace("@", "_").strip("_") + ".npz")

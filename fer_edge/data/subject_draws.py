@@ -7,6 +7,11 @@ are shuffled once with a fixed seed and cut into disjoint draws of `DRAW_SUBJECT
 was chosen on; the others are for reporting, so a reported draw never shares a person with what
 tuned the method. A draw is opened as the split `ckplus@draw<k>` (about 80 faces: CK+ keeps the
 last 3 frames of each of a subject's ~3 sequences).
+
+Fresh draws (`ckplus@fresh<k>`): the study's report draws were spent finding the next candidate
+rule, so it is judged on a second cut: the 88 people outside the tuning draws reshuffled with
+`FRESH_SEED` into 8 new groups of 10. They are new groups, not new people (CK+ has no more), so
+they guard against a rule fitted to the first cut's groups, not against one fitted to its people.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ import numpy as np
 DRAW_SUBJECTS = 10
 DRAW_SEED = 20
 TUNING_DRAWS = (0, 1, 2)
+FRESH_SEED = 21
+KINDS = ("draw", "fresh")
 _SUBJECT = re.compile(r"(S\d{3})_\d{3}_\d+")
 _SEQUENCE = re.compile(r"(S\d{3}_\d{3})_\d+")
 
@@ -45,26 +52,38 @@ def subject_draws(subjects, size: int = DRAW_SUBJECTS, seed: int = DRAW_SEED) ->
     return [sorted(shuffled[i:i + size]) for i in range(0, len(shuffled) - size + 1, size)]
 
 
+def fresh_draws(subjects, size: int = DRAW_SUBJECTS) -> list[list[str]]:
+    """The second cut: the people outside the tuning draws, reshuffled with FRESH_SEED."""
+    first = subject_draws(subjects, size)
+    tuning = set().union(*(first[k] for k in TUNING_DRAWS))
+    return subject_draws([s for s in set(subjects) if s not in tuning], size, FRESH_SEED)
+
+
 def report_draws(n_draws: int) -> list[int]:
     return [k for k in range(n_draws) if k not in TUNING_DRAWS]
 
 
-def draw_index(split: str) -> int | None:
-    """'draw3' -> 3; other split names -> None."""
-    m = re.fullmatch(r"draw(\d+)", split or "")
-    return int(m.group(1)) if m else None
+def parse_draw(split: str) -> tuple[str, int] | None:
+    """'draw3' -> ('draw', 3), 'fresh2' -> ('fresh', 2); other split names -> None."""
+    m = re.fullmatch(r"(draw|fresh)(\d+)", split or "")
+    return (m.group(1), int(m.group(2))) if m else None
 
 
-def select_draw(dataset, k: int, all_names=None):
-    """The faces of `dataset` whose subject is in draw k (a FaceDataset named '<name>@draw<k>').
-    The draws are cut from the subjects of `all_names` (default: the dataset's own), so that a
-    7-class view (CK+ without its contempt faces) draws the same people as the 8-class one."""
+def select_draw(dataset, k: int, all_names=None, kind: str = "draw"):
+    """The faces of `dataset` whose subject is in draw k of the first cut (kind 'draw') or of the
+    fresh one ('fresh'), as a FaceDataset named '<name>@<kind><k>'. The draws are cut from the
+    subjects of `all_names` (default: the dataset's own), so that a 7-class view (CK+ without its
+    contempt faces) draws the same people as the 8-class one."""
+    if kind not in KINDS:
+        raise ValueError(f"subject draws are of kind {KINDS}, not {kind!r}")
     subjects = [subject_of(s.name) for s in dataset.samples]
-    draws = subject_draws(subjects if all_names is None else [subject_of(n) for n in all_names])
+    every = subjects if all_names is None else [subject_of(n) for n in all_names]
+    draws = (subject_draws if kind == "draw" else fresh_draws)(every)
     if not 0 <= k < len(draws):
-        raise ValueError(f"{dataset.name} has {len(draws)} subject draws of {DRAW_SUBJECTS} people (draw0..draw{len(draws) - 1}), "
-                         f"not draw{k}")
+        name = "subject draws" if kind == "draw" else "fresh draws"
+        raise ValueError(f"{dataset.name} has {len(draws)} {name} of {DRAW_SUBJECTS} people "
+                         f"({kind}0..{kind}{len(draws) - 1}), not {kind}{k}")
     chosen = set(draws[k])
     sub = dataset.subset([i for i, s in enumerate(subjects) if s in chosen])
-    sub.name = f"{dataset.name}@draw{k}"
+    sub.name = f"{dataset.name}@{kind}{k}"
     return sub

@@ -3,7 +3,7 @@ import pytest
 
 from fer_edge.data import open_dataset
 from fer_edge.data.landmarks import cache_file
-from fer_edge.data.subject_draws import TUNING_DRAWS, subject_draws, subject_of
+from fer_edge.data.subject_draws import TUNING_DRAWS, fresh_draws, parse_draw, subject_draws, subject_of
 
 
 def test_subject_names_parse_and_bad_names_are_errors():
@@ -41,7 +41,30 @@ def test_ckplus_draws_cover_disjoint_people_in_every_label_view(data_root):
         open_dataset("ckplus", "draw11")
     with pytest.raises(ValueError, match="draw<k>"):
         open_dataset("ckplus", "drawx")
+    # the fresh cut: new groups of the 88 people outside the tuning draws, seeded, disjoint
+    fresh = {}
+    for k in range(8):
+        d = open_dataset("ckplus", f"fresh{k}", num_classes=8)
+        people = {subject_of(s.name) for s in d.samples}
+        assert len(people) == 10 and d.name == f"ckplus48@fresh{k}" and not people & tuning
+        assert all(not people & other for other in fresh.values())
+        assert people not in seen.values()  # a new group, not one of the first cut's
+        fresh[k] = people
+    with pytest.raises(ValueError, match="8 fresh draws"):
+        open_dataset("ckplus", "fresh8")
+
+
+def test_fresh_draws_avoid_the_tuning_people_and_are_seeded():
+    subjects = [f"S{i:03d}" for i in range(60)]
+    first = subject_draws(subjects, size=10)
+    tuning = set().union(*(first[k] for k in TUNING_DRAWS))
+    a = fresh_draws(subjects * 2, size=10)  # one entry per face: duplicates do not change the draws
+    assert a == fresh_draws(list(reversed(subjects)), size=10) and len(a) == 3
+    assert all(not set(d) & tuning for d in a)
+    assert parse_draw("fresh3") == ("fresh", 3) and parse_draw("draw0") == ("draw", 0)
+    assert parse_draw("test") is None and parse_draw("fresh") is None
 
 
 def test_a_draw_shares_its_datasets_landmark_cache(tmp_path):
     assert cache_file("ckplus@draw3", tmp_path) == cache_file("ckplus", tmp_path) == tmp_path / "ckplus.npz"
+    assert cache_file("ckplus@fresh3", tmp_path) == tmp_path / "ckplus.npz"

@@ -13,7 +13,7 @@ from fer_edge.train import Trainer, checkpoint, load_config
 
 TINY = ["data.limit=40", "data.image_size=56", "data.batch_size=8", "model.width=0.25", "optim.max_steps=2",
         "aglrls.source_batch=4", "aglrls.target_batch=4", "optim.epochs=2", "aglrls.source_epochs=1", "resume=true",
-        "eval_sets=ckplus"]
+        "eval_sets=ckplus", "aglrls.decision=glpc"]  # the tiny 40-face target would ship the heads' mean under `auto`
 
 
 def tiny_config(out, landmarks_dir, *extra):
@@ -63,6 +63,35 @@ def test_two_stages_train_measure_and_report(aglrls_run, landmarks_dir):
     # landmark caches were filled by detection, once, for exactly the faces used
     cache = np.load(landmarks_dir / "ferplus_train.npz")
     assert len(cache["names"]) == 40 and cache["detected"].mean() > 0.8
+
+
+def test_auto_decision_ships_glpc_only_on_a_target_of_glpc_min_faces(tmp_path, landmarks_dir):
+    from fer_edge.train.methods.aglrls import AGLRLS
+
+    def method(*extra):
+        m = AGLRLS(tiny_config(tmp_path, landmarks_dir, *extra))
+        m.beta, m.target_faces = np.full((7, 7), 0.3), 299
+        return m
+
+    assert method("aglrls.decision=auto").decision().rule == "mean_softmax"  # 299 < 300 faces
+    big = method("aglrls.decision=auto")
+    big.target_faces = 300
+    assert big.decision().rule == "glpc" and big.decision().params["beta"] == np.full((7, 7), 0.3).tolist()
+    assert method("aglrls.decision=glpc").decision().rule == "glpc"
+    assert method("aglrls.decision=mean", "aglrls.glpc_min_faces=0").decision().rule == "mean_softmax"
+    unmeasured = method("aglrls.decision=glpc")
+    unmeasured.beta = None  # before stage 2 has measured a learning status: the heads' mean
+    assert unmeasured.decision().rule == "mean_softmax"
+    # GLPC stays among the reported rules whatever ships
+    assert "glpc" in method("aglrls.decision=mean").decision_rules()
+    # the pool size survives a checkpoint round trip, so a resumed run ships the same rule
+    m = method("aglrls.decision=auto")
+    m2 = method("aglrls.decision=auto")
+    m2.target_faces = None
+    m2.load_state_dict(m.state_dict())
+    assert m2.target_faces == 299 and m2.decision().rule == "mean_softmax"
+    with pytest.raises(ValueError, match="aglrls.decision"):
+        tiny_config(tmp_path, landmarks_dir, "aglrls.decision=vote")  # checked when the config loads
 
 
 def test_the_target_pool_keeps_contempt_unlabelled_and_eval_drops_it(aglrls_run):

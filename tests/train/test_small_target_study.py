@@ -22,7 +22,7 @@ def study(tmp_path, monkeypatch):
     return mod
 
 
-def _run(mod, draw, variant, seed, correct, n=10, summary=None):
+def _run(mod, draw, variant, seed, correct, n=10, summary=None, decision=None, rules=None):
     out = mod.run_dir(4, str(draw), variant, seed)
     out.mkdir(parents=True)
     labels = [1] * n
@@ -31,6 +31,9 @@ def _run(mod, draw, variant, seed, correct, n=10, summary=None):
     final = {"sets": {spec: {"accuracy": correct / n, "labels": labels, "predictions": preds},
                       "ferplus:test": {"accuracy": 0.75}},
              "method_summary": summary or {}}
+    if decision:
+        final["decision"] = final["sets"][spec]["decision"] = decision
+        final["sets"][spec]["rules"] = rules
     (out / "final.json").write_text(json.dumps(final))
     (out / "metrics.jsonl").write_text("")
 
@@ -65,6 +68,23 @@ def test_gains_are_paired_by_seed_and_draws_averaged_over_seeds(study):
     assert len(runs["draw3/paper/seed0"]["warnings"]) == 1 and "40% of its faces" in runs["draw3/paper/seed0"]["warnings"][0]
     assert runs["draw3/paper/seed1"]["warnings"] == []
     assert runs["draw3/paper/seed1"]["warnings_at_run"] == ["a warning raised by the rules of the day of the run"]
-    assert "| 3 | report | 10 | paper | 0 | 40.0 | -20.0 |" in text
+    assert "| 3 | report | 10 | paper | 0 | glpc | 40.0 | -20.0 |" in text
     # the results land beside the study's stage 1, one folder per run
     assert (study.RESULTS / "stage1_4ep" / "draw3" / "paper_seed1" / "final.json").is_file()
+
+
+def test_a_run_is_compared_with_source_only_under_the_rule_it_ships(study):
+    # fresh draw 2: source-only ships GLPC (7/10) but scores 5/10 by the heads' mean; `safe` ships
+    # the heads' mean (6/10): +10 against source-only's heads' mean, not -10 against its GLPC
+    _run(study, "fresh2", "source_only", 0, 7, decision="glpc", rules={"glpc": 0.7, "average_7": 0.5})
+    _run(study, "fresh2", "safe", 0, 6, decision="mean_softmax", rules={"glpc": 0.4, "average_7": 0.6})
+    _run(study, "fresh2", "paper", 0, 8, decision="glpc", rules={"glpc": 0.8, "average_7": 0.3})
+    text = study.table(4)
+    runs = json.loads((study.RESULTS / "stage1_4ep" / "results.json").read_text())["runs"]
+    safe, paper = runs["fresh2/safe/seed0"], runs["fresh2/paper/seed0"]
+    assert safe["rule"] == "average_7" and safe["gain_vs_source_only"] == pytest.approx(0.1)
+    assert safe["mcnemar_vs_source_only"] is None  # per-face predictions exist for the shipped rules only
+    assert paper["rule"] == "glpc" and paper["gain_vs_source_only"] == pytest.approx(0.1)
+    assert paper["mcnemar_vs_source_only"] is not None
+    assert "| fresh2 | fresh | 10 | safe | 0 | average_7 | 60.0 | +10.0 |  | 40.0 | 60.0 |" in text
+    assert (study.RESULTS / "stage1_4ep" / "fresh2" / "safe_seed0" / "final.json").is_file()
