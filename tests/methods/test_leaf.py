@@ -201,6 +201,38 @@ def test_config_errors_are_clear():
         load_config(path, ["leaf.encoder=some/encoder"], method="leaf")  # an encoder is a ViT
     with pytest.raises(ValueError, match="leaf.encoder"):
         load_config(path, ["model.backbone=vit_tiny", "model.pretrained=w.pt"], method="leaf")
+    with pytest.raises(ValueError, match="ViT backbones"):
+        load_config(path, ["leaf.layer_decay=0.5"], method="leaf")  # the ResNet has no layers to decay by
+    with pytest.raises(ValueError, match="layer_decay"):
+        load_config(path, ["model.backbone=vit_tiny", "leaf.layer_decay=0"], method="leaf")
+
+
+def test_vit_fine_tuning_groups_decay_the_lr_down_the_encoder():
+    from fer_edge.recipe import recipe_for_method
+    from fer_edge.train import load_config
+    from fer_edge.train.methods.leaf import LEAF
+
+    cfg = load_config(recipe_for_method("leaf").path("config"), ["model.backbone=vit_tiny", "leaf.depth=2",
+                                                                 "leaf.layer_decay=0.5"], method="leaf")
+    method = LEAF(cfg)
+    model = method.build_model(8, 1)
+    groups = method.param_groups(model, method.stages()[0])
+    by_name = {g["name"]: g for g in groups}
+    # depth 2: embedding layer 0 at 0.5^3, blocks at 0.5^2 and 0.5^1, heads (MoEs, classifier) at 1
+    assert by_name["layer0"]["lr_mult"] == 0.125 and by_name["layer1"]["lr_mult"] == 0.25
+    assert by_name["layer2"]["lr_mult"] == 0.5 and by_name["layer3"]["lr_mult"] == 1.0
+    ids = {id(p): g["name"] for g in groups for p in g["params"]}
+    assert ids[id(model.backbone.embed.weight)] == "layer0"
+    assert ids[id(model.backbone.cls)] == ids[id(model.backbone.pos)] == "layer0_no_decay"
+    assert ids[id(model.backbone.blocks[1].norm1.weight)] == "layer2_no_decay"
+    assert ids[id(model.classifier.weight)] == "layer3"
+    assert all(g["weight_decay"] == 0.0 for g in groups if g["name"].endswith("_no_decay"))
+    # every trainable parameter is in exactly one group
+    assert sorted(ids) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert len(ids) == sum(len(g["params"]) for g in groups)
+    # a ResNet keeps one group at the stage's lr
+    resnet = LEAF(load_config(recipe_for_method("leaf").path("config"), [], method="leaf"))
+    assert len(resnet.param_groups(resnet.build_model(8, 1), resnet.stages()[0])) == 1
 
 
 def test_a_pretrained_vit_encoder_starts_both_student_and_teacher(data_root, tmp_path):

@@ -44,6 +44,7 @@ from fer_edge.models import build_backbone
 from fer_edge.models.leaf import LEAFNet
 from fer_edge.train import semi_supervised as ssl
 from fer_edge.train.methods.base import Method, Stage, register_method
+from fer_edge.train.vit_groups import vit_finetune_groups
 
 
 @dataclass
@@ -72,6 +73,7 @@ class LEAFConfig:
     patch: int = 8                    # the ViT's shape (model.backbone=vit_*); an encoder must match it
     depth: int = 6
     drop_path: float = 0.0
+    layer_decay: float = 1.0          # ViT: lr x layer_decay^(depth + 1 - i) for the encoder's i-th layer (train/vit_groups.py)
 
 
 @register_method
@@ -104,6 +106,10 @@ class LEAF(Method):
                              "or data.unlabelled=unlabelled:<folder>")
         if not 0 < a.ema < 1 or not 0 < a.temperature or a.steps_per_epoch < 1:
             raise ValueError("leaf: ema in (0, 1), temperature > 0, steps_per_epoch >= 1")
+        if not 0 < a.layer_decay <= 1:
+            raise ValueError(f"leaf.layer_decay must be in (0, 1], got {a.layer_decay}")
+        if a.layer_decay < 1 and not vit:
+            raise ValueError("leaf.layer_decay applies to ViT backbones (model.backbone=vit_*)")
         for key in ("fixed_threshold", "threshold_floor", "ambiguous_mass"):
             if not 0 < getattr(a, key) <= 1:
                 raise ValueError(f"leaf.{key} must be in (0, 1]")
@@ -138,6 +144,14 @@ class LEAF(Method):
                     load_encoder(a.encoder, into=net.backbone)
             meta = read_encoder_meta(a.encoder)
             print(f"leaf.encoder: loaded {a.encoder} (target {meta.get('target')}, {meta.get('epochs')} pre-training epochs)")
+
+    def param_groups(self, model, stage: Stage) -> list[dict]:
+        """ResNets: one group. ViTs: fine-tuning groups (no decay on norms, biases, class token and
+        positions; lr decayed down the encoder by leaf.layer_decay), so that 800 labelled faces move
+        a pre-trained encoder's early layers less than the new MoE blocks and classifier."""
+        if not self.cfg.model.backbone.startswith("vit_"):
+            return super().param_groups(model, stage)
+        return vit_finetune_groups(model, "backbone", len(model.backbone.blocks), self.config.layer_decay)
 
     def stages(self) -> list[Stage]:
         a, o = self.config, self.cfg.optim

@@ -34,6 +34,7 @@ from fer_edge.models import build_backbone
 from fer_edge.models.pll import PLLClassifier, PLLModel
 from fer_edge.train import partial_labels as pl
 from fer_edge.train.methods.base import Method, Stage, register_method
+from fer_edge.train.vit_groups import vit_finetune_groups
 
 LABEL_MODES = ("pll", "majority", "soft")
 TARGETS = ("hog", "pixel")
@@ -146,29 +147,12 @@ class PLL(Method):
         early layers move less than the new decoder."""
         if stage.name != "finetune":
             return super().param_groups(model, stage)
-        a, net = self.config, model.net
-        top = len(net.encoder.blocks) + 1
-
-        def layer(name: str) -> int:
-            parts = name.split(".")
-            if parts[0] != "encoder" or parts[1] == "norm":
-                return top  # decoder / head and the encoder's final norm
-            return int(parts[2]) + 1 if parts[1] == "blocks" else 0  # blocks.i / embed, cls, pos
-
-        groups: dict[tuple, dict] = {}
-        for name, p in net.named_parameters():
-            if not p.requires_grad:
-                continue
-            decay = p.ndim > 1 and name not in ("encoder.cls", "encoder.pos", "decoder.queries")
-            i = layer(name)
-            g = groups.setdefault((i, decay), {"params": [], "lr_mult": a.layer_decay ** (top - i),
-                                               "name": f"layer{i}" + ("" if decay else "_no_decay")})
-            if not decay:
-                g["weight_decay"] = 0.0
-            g["params"].append(p)
+        net = model.net
+        groups = vit_finetune_groups(net, "encoder", len(net.encoder.blocks), self.config.layer_decay,
+                                     no_decay=("decoder.queries",))
         # the MIM parts idle while fine-tuning (no gradient: AdamW skips them); kept so every parameter has a group
         idle = [p for n, p in model.named_parameters() if not n.startswith("net.") and p.requires_grad]
-        return [*(groups[k] for k in sorted(groups)), {"params": idle, "lr_mult": 1.0, "name": "mim_idle"}]
+        return [*groups, {"params": idle, "lr_mult": 1.0, "name": "mim_idle"}]
 
     def export_module(self, model):
         return model.net if isinstance(model, PLLModel) else model
