@@ -163,6 +163,7 @@ def table(stage1_epochs: int) -> str:
                 entry = {"draw": draw, "variant": v, "seed": seed, "faces": len(r["sets"][spec]["labels"]),
                          "accuracy": acc, "rule": rule, "source_only_same_rule": c_acc, "gain_vs_source_only": acc - c_acc,
                          "rules": r["sets"][spec].get("rules", {}),
+                         "source_only_rules": ctrl["sets"][spec].get("rules", {}),
                          "ferplus_test": r["sets"].get("ferplus:test", {}).get("accuracy"),
                          # per-face predictions are stored for the shipped rule only: paired only when both ship the same
                          "mcnemar_vs_source_only": rc.mcnemar(r["sets"][spec]["predictions"],
@@ -215,6 +216,24 @@ def table(stage1_epochs: int) -> str:
             lines.append(f"- {group} draws, {v}: {s['runs']} runs, mean {100 * s['mean_gain']:+.2f}, worst "
                          f"{100 * s['min_gain']:+.2f}; hurt > 2 points on {s['hurt']} (warned on {s['hurt_and_warned']}); "
                          f"warnings without hurt: {s['warned_without_hurt']}")
+    # The decision rule does not change training (pseudo labels use the thresholds, not the shipped
+    # rule), so every run also says what it would have scored shipping the other rule: gains by rule,
+    # each against source-only under the same rule.
+    by_rule = [(g, v, rule) for g in ("tuning", "report", "fresh", "full CK+") for v in VARIANTS if v != CONTROL
+               for rule in ("glpc", "average_7")]
+    rule_lines = []
+    for group, v, rule in by_rule:
+        gains = [e["rules"][rule] - e["source_only_rules"][rule] for e in rows
+                 if e["variant"] == v and role(e["draw"]) == group and rule in e["rules"] and rule in e["source_only_rules"]]
+        if gains:
+            g = np.array(gains)
+            summary[f"{group}/{v}/by_rule/{rule}"] = {"runs": len(g), "mean_gain": float(g.mean()),
+                                                      "min_gain": float(g.min()), "hurt": int((g < -HURT).sum())}
+            rule_lines.append(f"- {group} draws, {v}, both scored by {rule}: {len(g)} runs, mean {100 * g.mean():+.2f}, "
+                              f"worst {100 * g.min():+.2f}, more than 2 points below source-only on {int((g < -HURT).sum())}")
+    if rule_lines:
+        lines += ["", "Gains by decision rule (the run and source-only scored with the same rule, whatever ships):", "",
+                  *rule_lines]
     # Per draw, over the stage-2 seeds run (paired by seed): on ~80 faces one face is 1.2 points and
     # source-only itself moves by several points from seed to seed, so a one-seed verdict is weak.
     per_draw = {}

@@ -88,3 +88,8 @@ def test_a_run_is_compared_with_source_only_under_the_rule_it_ships(study):
     assert paper["mcnemar_vs_source_only"] is not None
     assert "| fresh2 | fresh | 10 | safe | 0 | average_7 | 60.0 | +10.0 |  | 40.0 | 60.0 |" in text
     assert (study.RESULTS / "stage1_4ep" / "fresh2" / "safe_seed0" / "final.json").is_file()
+    # what each would have scored shipping the other rule, against source-only under that rule
+    s = json.loads((study.RESULTS / "stage1_4ep" / "results.json").read_text())["summary"]
+    assert s["fresh/safe/by_rule/glpc"]["mean_gain"] == pytest.approx(-0.3) and s["fresh/safe/by_rule/glpc"]["hurt"] == 1
+    assert s["fresh/paper/by_rule/average_7"]["mean_gain"] == pytest.approx(-0.2)
+    assert "fresh draws, safe, both scored by average_7: 1 runs, mean +10.00" in text
