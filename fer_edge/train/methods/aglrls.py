@@ -24,7 +24,11 @@ threshold_floor=0, align_prior=false): a floor under the thresholds, and distrib
 of the weak-view prediction to the stage-1 model's mean prediction on the target (ReMixMatch's
 alignment with that as the prior), so no class can swallow the pool as adaptation drifts. Chosen
 on the study's tuning draws, they did not hold on its report draws (they gave up large gains and
-kept losses; benchmarks/results/aglrls_small_targets/README.md): treat them as unproven. The run
+kept losses while the model shipped GLPC; benchmarks/results/aglrls_small_targets/README.md). The
+harm sat in GLPC's learning status counted on ~80 faces, so under aglrls.decision=auto a target of
+fewer than glpc_min_faces faces ships the heads' mean: on 8 fresh draws judged after that rule was
+committed, +1.9 over source-only on average, never below it, but 6.7 points under what the same models
+score by GLPC (decision=glpc takes that bet). The run
 measures label-free health signals on the target before and after every epoch
 (train/adaptation_health.py), ends with a summary and warnings (`summary()`, printed by
 `fer-edge train`, kept in final.json), and scores an optional labelled check set of the user's
