@@ -35,8 +35,10 @@ DRIFT_TV = 0.25            # the predicted class distribution moved this far fro
 AGREEMENT_DROP = 0.10      # the classifiers agree less than before by this much
 SOURCE_DROP = 0.10         # source-validation accuracy fell by more than this (absolute)
 # Below this many target faces the run says that adaptation is a gamble whatever the signals say: on
-# CK+ targets of 10 people (63-90 faces) it moved accuracy by -9 to +14 points against training
-# without the target, and no label-free signal told the two apart (benchmarks/results/aglrls_small_targets/README.md).
+# CK+ targets of 10 people (54-90 faces) it moved accuracy by -9 to +14 points against training
+# without the target when the model shipped GLPC, and by 0 to +6 (8 fresh draws, one seed) when it
+# shipped the heads' mean (aglrls.decision=auto); no label-free signal told gains from losses apart
+# (benchmarks/results/aglrls_small_targets/README.md).
 SMALL_TARGET = 500
 
 
@@ -132,7 +134,8 @@ def assess(reference: dict, final: dict, classes, source_val: tuple[float | None
         lines.append(f"  labelled check set: {100 * cb:.1f}% -> {100 * ca:.1f}%")
     if target_faces is not None and target_faces < SMALL_TARGET:
         lines.append(f"  the target has {target_faces} faces: on targets this small (10 people of CK+) adaptation "
-                     "moved accuracy by -9 to +14 points, with no label-free sign of which"
+                     "moved accuracy by -9 to +14 points shipping GLPC and by 0 to +6 shipping the classifiers' mean "
+                     "(the default there), with no label-free sign of which"
                      + ("" if cb is not None else "; label a few faces per class and pass them as aglrls.check_set"))
     if warnings:
         lines.append("  adaptation may have made the model worse on this target; compare with the stage-1 model "
