@@ -101,6 +101,7 @@ def train(draws, variants, seeds, stage1_epochs: int, extra) -> None:
         print(f"stage 1 ({stage1_epochs} FERPlus epochs) -> {stage1}", flush=True)
         rc._train_one(recipe, [*recipe.shared["overrides"], f"aglrls.source_epochs={stage1_epochs}", "seed=0", *extra],
                       stage1)
+    restore_committed(stage1_epochs)  # runs already committed for this stage 1 are not trained again
     for seed in seeds:
         for draw in draws:
             for v in variants:
@@ -129,9 +130,40 @@ def current_warnings(summary: dict) -> list[str]:
                          tuple(sig.get("check", (None, None))))["warnings"]
 
 
+def same_stage1(a: Path, b: Path) -> bool:
+    """Two stage-1 runs are the same model when they predict every FERPlus test and CK+ face alike
+    (a rerun of the same seed on the same kind of machine usually is; a 32 MB model is not committed)."""
+    ra, rb = (json.loads((d / "final.json").read_text())["sets"] for d in (a, b))
+    return all(ra[k]["predictions"] == rb[k]["predictions"] for k in ("ferplus:test", "ckplus") if k in ra and k in rb)
+
+
+def restore_committed(stage1_epochs: int) -> int:
+    """Put the committed results of finished runs back under runs/ (which does not survive a session),
+    so that the table holds them beside new runs: only when runs/ holds a stage 1 that predicts
+    exactly as the committed one did, since runs from different stage-1 models are never compared."""
+    runs, out_dir = study_dir(RUNS, stage1_epochs), study_dir(RESULTS, stage1_epochs)
+    if not (runs / "stage1" / "final.json").is_file() or not (out_dir / "stage1" / "final.json").is_file():
+        return 0
+    if not same_stage1(runs / "stage1", out_dir / "stage1"):
+        print(f"runs/ holds a different stage 1 than {out_dir}: its committed runs are left out", flush=True)
+        return 0
+    restored = 0
+    for f in out_dir.glob("*/*_seed*/final.json"):
+        variant, _, seed = f.parent.name.rpartition("_seed")
+        dst = runs / f.parent.parent.name / variant / f"seed{seed}"
+        if (dst / "final.json").is_file():
+            continue
+        dst.mkdir(parents=True, exist_ok=True)
+        for p in f.parent.glob("*"):
+            shutil.copy(p, dst / p.name)
+        restored += 1
+    return restored
+
+
 def table(stage1_epochs: int) -> str:
     rows, results = [], {}
     runs, out_dir = study_dir(RUNS, stage1_epochs), study_dir(RESULTS, stage1_epochs)
+    restore_committed(stage1_epochs)
     stage1 = runs / "stage1"
     if (stage1 / "final.json").is_file():
         (out_dir / "stage1").mkdir(parents=True, exist_ok=True)

@@ -93,3 +93,28 @@ def test_a_run_is_compared_with_source_only_under_the_rule_it_ships(study):
     assert s["fresh/safe/by_rule/glpc"]["mean_gain"] == pytest.approx(-0.3) and s["fresh/safe/by_rule/glpc"]["hurt"] == 1
     assert s["fresh/paper/by_rule/average_7"]["mean_gain"] == pytest.approx(-0.2)
     assert "fresh draws, safe, both scored by average_7: 1 runs, mean +10.00" in text
+
+
+def _stage1(root: Path, preds):
+    root.mkdir(parents=True)
+    final = {"sets": {"ferplus:test": {"predictions": preds}, "ckplus": {"predictions": preds}}}
+    (root / "final.json").write_text(json.dumps(final))
+
+
+def test_committed_runs_come_back_only_beside_the_same_stage1(study):
+    # a committed run of an earlier session (runs/ did not survive it)
+    committed = study.RESULTS / "stage1_4ep"
+    _stage1(committed / "stage1", [1, 2, 3])
+    (committed / "fresh1" / "source_only_seed0").mkdir(parents=True)
+    (committed / "fresh1" / "source_only_seed0" / "final.json").write_text("{}")
+    # a retrained stage 1 that predicts differently: nothing comes back, so it is trained again
+    _stage1(study.RUNS / "stage1_4ep" / "stage1", [1, 2, 2])
+    assert study.restore_committed(4) == 0
+    assert not (study.run_dir(4, "fresh1", "source_only", 0) / "final.json").exists()
+    # the same model (identical predictions): the run is put back where `train` and `table` look
+    (study.RUNS / "stage1_4ep" / "stage1" / "final.json").unlink()
+    (study.RUNS / "stage1_4ep" / "stage1").rmdir()
+    _stage1(study.RUNS / "stage1_4ep" / "stage1", [1, 2, 3])
+    assert study.restore_committed(4) == 1
+    assert (study.run_dir(4, "fresh1", "source_only", 0) / "final.json").is_file()
+    assert study.restore_committed(4) == 0  # once
