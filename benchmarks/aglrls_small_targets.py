@@ -11,9 +11,12 @@ and the report-only columns of metrics.jsonl. Variants (same stage 1, same budge
     source_only  stage 2 without the target (the control)
     paper        full AGLRLS as published: dynamic thresholds only, no alignment, GLPC
     floor        + a 0.8 floor under the pseudo-label thresholds
-    safe         + distribution alignment to the stage-1 model's target prediction (the defaults;
-                 with aglrls.decision=auto they ship the heads' mean on a target under 300 faces)
-    safe_glpc    safe, shipping GLPC whatever the target's size (what `safe` was before that rule)
+    safe         + distribution alignment to the stage-1 model's target prediction (the defaults:
+                 floor and alignment, and the heads' mean shipped, on a target under 300 faces only;
+                 the paper's method, GLPC shipped, from 300 faces up)
+    safe_always  floor and alignment whatever the target's size (what `safe` was before
+                 aglrls.safety=auto; the same runs as `safe` on the draws, which are all small)
+    safe_glpc    floor and alignment, shipping GLPC whatever the target's size
 
 Draws 0-2 are the tuning draws (what the defaults were chosen on), draws 3-10 the report draws
 (spent finding the `auto` decision rule), fresh0-7 the second cut that judges it. Every gain is
@@ -48,10 +51,12 @@ RESULTS = Path("benchmarks/results/aglrls_small_targets")
 PAPER = ["aglrls.align=global_local", "aglrls.pseudo_labels=true"]
 VARIANTS = {
     "source_only": ["aglrls.align=none", "aglrls.pseudo_labels=false"],
-    "paper": [*PAPER, "aglrls.threshold_floor=0", "aglrls.align_prior=false", "aglrls.decision=glpc"],
-    "floor": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=false", "aglrls.decision=glpc"],
-    "safe": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=true", "aglrls.decision=auto"],
-    "safe_glpc": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=true", "aglrls.decision=glpc"],
+    "paper": [*PAPER, "aglrls.threshold_floor=0", "aglrls.align_prior=false", "aglrls.decision=glpc", "aglrls.safety=off"],
+    "floor": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=false", "aglrls.decision=glpc", "aglrls.safety=on"],
+    "safe": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=true", "aglrls.decision=auto", "aglrls.safety=auto"],
+    "safe_always": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=true", "aglrls.decision=auto",
+                    "aglrls.safety=on"],
+    "safe_glpc": [*PAPER, "aglrls.threshold_floor=0.8", "aglrls.align_prior=true", "aglrls.decision=glpc", "aglrls.safety=on"],
 }
 # final.json's name of each shipped decision among its per-rule accuracies ("rules")
 RULE_NAMES = {"glpc": "glpc", "mean_softmax": "average_7"}

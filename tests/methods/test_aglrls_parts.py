@@ -271,6 +271,32 @@ def test_threshold_floor_lifts_the_dynamic_thresholds_it_is_below(tmp_path):
                     [f"out_dir={tmp_path}", "aglrls.threshold_floor=1.5"])
 
 
+def test_safety_auto_applies_floor_and_alignment_only_to_small_targets(tmp_path):
+    from fer_edge.train import load_config
+    from fer_edge.train.methods.base import Stage, TrainContext, get_method
+    from pathlib import Path
+
+    def method(faces, *extra):
+        cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "aglrls_ferplus_ckplus.yaml",
+                          [f"out_dir={tmp_path}", "aglrls.threshold_floor=0.8", *extra])
+        m = get_method("aglrls", cfg)
+        m.beta, m.target_faces = np.zeros((7, 7)), faces
+        m.on_epoch_start(TrainContext(stage=Stage("transfer", 1, 0.1), device=torch.device("cpu")))
+        return m
+
+    # beta 0: the dynamic threshold is 0.95 / 4 = 0.2375; the 0.8 floor lifts it on a small target only
+    small, large = method(299), method(300)
+    assert small.safety_on() and small._thr[3, 2].item() == pytest.approx(0.8)
+    assert not large.safety_on() and large._thr[3, 2].item() == pytest.approx(0.2375)
+    assert method(None).safety_on()  # before the pool is measured: the cautious side
+    assert method(5000, "aglrls.safety=on")._thr[0, 0].item() == pytest.approx(0.8)
+    off = method(10, "aglrls.safety=off")
+    assert not off.safety_on() and off._thr[0, 0].item() == pytest.approx(0.2375)
+    assert method(1000, "aglrls.small_target_faces=2000").safety_on()
+    with pytest.raises(ValueError, match="aglrls.safety"):
+        method(10, "aglrls.safety=maybe")
+
+
 def test_signals_follow_the_models_own_decision_rule():
     from fer_edge import decisions
     from fer_edge.train import adaptation_health as health

@@ -65,7 +65,7 @@ def test_two_stages_train_measure_and_report(aglrls_run, landmarks_dir):
     assert len(cache["names"]) == 40 and cache["detected"].mean() > 0.8
 
 
-def test_auto_decision_ships_glpc_only_on_a_target_of_glpc_min_faces(tmp_path, landmarks_dir):
+def test_auto_decision_ships_glpc_only_on_a_target_of_small_target_faces(tmp_path, landmarks_dir):
     from fer_edge.train.methods.aglrls import AGLRLS
 
     def method(*extra):
@@ -78,7 +78,7 @@ def test_auto_decision_ships_glpc_only_on_a_target_of_glpc_min_faces(tmp_path, l
     big.target_faces = 300
     assert big.decision().rule == "glpc" and big.decision().params["beta"] == np.full((7, 7), 0.3).tolist()
     assert method("aglrls.decision=glpc").decision().rule == "glpc"
-    assert method("aglrls.decision=mean", "aglrls.glpc_min_faces=0").decision().rule == "mean_softmax"
+    assert method("aglrls.decision=mean", "aglrls.small_target_faces=0").decision().rule == "mean_softmax"
     unmeasured = method("aglrls.decision=glpc")
     unmeasured.beta = None  # before stage 2 has measured a learning status: the heads' mean
     assert unmeasured.decision().rule == "mean_softmax"
