@@ -100,6 +100,19 @@ def test_a_supervised_checkpoint_gives_its_backbone_as_the_encoder(data_root, tm
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_the_plain_classifier_baseline_gives_its_cnn_as_the_budget_matched_encoder(data_root, tmp_path):
+    base = _trainer(tmp_path / "base", "cafe.encoder=none", "cafe.separation=false", "cafe.diverse=false")
+    base.fit()
+    t = _trainer(tmp_path / "cafe", f"cafe.encoder=supervised:{tmp_path / 'base' / 'last.pt'}")
+    a, c = base.model.generator.state_dict(), t.model.encoder.module.state_dict()
+    assert a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)
+    # a CAFE run with a frozen encoder is no supervised CNN: its generator is a mask, not a classifier
+    masked = _trainer(tmp_path / "masked", "cafe.encoder=random")
+    masked.fit()
+    with pytest.raises(ValueError, match="not a supervised CNN"):
+        _trainer(tmp_path / "cafe2", f"cafe.encoder=supervised:{tmp_path / 'masked' / 'last.pt'}")
+
+
 def test_config_errors_are_clear():
     from fer_edge.recipe import recipe_for_method
     from fer_edge.train import load_config

@@ -3,7 +3,8 @@ up on unseen cameras. One stage (optim.*: the paper's Adam 2e-4, wd 1e-4, Expone
 
 cafe.encoder picks the frozen F (its weights never change, it gets no gradient):
 - "mim:<path>": our label-free MIM-HOG ViT (pll pre-training writes <run>/encoder.safetensors);
-- "supervised:<checkpoint.pt>": a supervised CNN's backbone (e.g. the FERPlus baseline's);
+- "supervised:<checkpoint.pt>": a supervised CNN's backbone (e.g. the FERPlus baseline's, or the
+  CNN of CAFE's own plain-classifier baseline run: the encoder at the same budget);
 - "random": a ViT of the MIM encoder's default shape at its random initialisation (the control
   that tests whether the frozen encoder is what helps);
 - "none": no encoder: the mask generator trained as a plain classifier (the same-budget baseline).
@@ -134,9 +135,15 @@ class CAFE(Method):
             raise ValueError(f"cafe.encoder {arg}: trained on {dd['image_size']} px {dd['color']}, the data is "
                              f"{d.image_size} px {d.color}")
         backbone = build_backbone(m["backbone"], in_channels, d.image_size, width=m["width"], stem=m.get("stem") or None)
-        weights = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
+        # a supervised method's CNN is its backbone.*; CAFE's plain-classifier baseline (cafe.encoder=none)
+        # keeps the same CNN as generator.*: the budget-matched supervised encoder
+        prefix = "generator." if state["config"].get("method") == "cafe" else "backbone."
+        if prefix == "generator." and state["config"].get("cafe", {}).get("encoder", "none") != "none":
+            raise ValueError(f"cafe.encoder {arg}: a CAFE checkpoint with a frozen encoder is not a supervised CNN; "
+                             "pass a baseline (cafe.encoder=none) or a supervised method's checkpoint")
+        weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
         if not weights:
-            raise ValueError(f"cafe.encoder {arg}: no backbone.* weights in this checkpoint")
+            raise ValueError(f"cafe.encoder {arg}: no {prefix}* weights in this checkpoint")
         backbone.load_state_dict(weights)
         return FrozenFeatures(backbone)
 
