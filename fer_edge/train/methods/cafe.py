@@ -138,7 +138,7 @@ class CAFE(Method):
         # a supervised method's CNN is its backbone.*; CAFE's plain-classifier baseline (cafe.encoder=none)
         # keeps the same CNN as generator.*: the budget-matched supervised encoder
         prefix = "generator." if state["config"].get("method") == "cafe" else "backbone."
-        if prefix == "generator." and state["config"].get("cafe", {}).get("encoder", "none") != "none":
+        if prefix == "generator." and state["config"].get("cafe", {}).get("encoder") != "none":
             raise ValueError(f"cafe.encoder {arg}: a CAFE checkpoint with a frozen encoder is not a supervised CNN; "
                              "pass a baseline (cafe.encoder=none) or a supervised method's checkpoint")
         weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
