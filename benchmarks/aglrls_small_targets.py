@@ -19,13 +19,16 @@ and the report-only columns of metrics.jsonl. Variants (same stage 1, same budge
     safe_glpc    floor and alignment, shipping GLPC whatever the target's size
 
 Draws 0-2 are the tuning draws (what the defaults were chosen on), draws 3-10 the report draws
-(spent finding the `auto` decision rule), fresh0-7 the second cut that judges it. Every gain is
-measured with the rule the run ships against source-only under the same rule.
+(spent finding the `auto` decision rule), fresh0-7 the second cut that judges it. wide0-2 (25 people,
+171-228 faces: the issue's "a few hundred faces") and half0-1 (44 people, 324-363 faces: above the 300
+faces from which the defaults train as the paper does) regroup the same non-tuning people into larger
+targets. Every gain is measured with the rule the run ships against source-only under the same rule.
 
     python benchmarks/aglrls_small_targets.py train --draws 0 1 2 --variants source_only paper floor safe
     python benchmarks/aglrls_small_targets.py table
     python benchmarks/aglrls_small_targets.py train --stage1-epochs 12 --draws all   # the recipe's stage 1
     python benchmarks/aglrls_small_targets.py train --stage1-epochs 12 --draws fresh0 fresh1 --variants source_only paper safe
+    python benchmarks/aglrls_small_targets.py train --stage1-epochs 12 --draws wide0 wide1 wide2 half0 half1 --variants source_only safe
 
 Each stage 1 is its own study (runs/aglrls_small_targets/stage1_<E>ep/, results likewise).
 """
@@ -64,23 +67,39 @@ CONTROL = "source_only"
 HURT = 0.02  # adaptation "hurt" when it lands this far below source-only (issue 20's 2 points)
 
 
+# the cuts named by their kind (fresh3, wide0, half1); the first cut's draws are plain numbers
+NAMED_CUTS = ("fresh", "wide", "half")
+GROUPS = ("tuning", "report", *NAMED_CUTS, "full CK+")
+
+
+def _cut(draw: str) -> str | None:
+    return next((c for c in NAMED_CUTS if draw.startswith(c)), None)
+
+
 def target_spec(draw: str) -> str:
-    """'all' -> the whole of CK+, '3' -> draw 3 of the first cut, 'fresh3' -> draw 3 of the fresh one."""
+    """'all' -> the whole of CK+, '3' -> draw 3 of the first cut, 'fresh3' -> draw 3 of the fresh one
+    (likewise wide<k>, half<k>: the larger cuts)."""
     if draw == "all":
         return "ckplus"
-    return f"ckplus@{draw}" if draw.startswith("fresh") else f"ckplus@draw{draw}"
+    return f"ckplus@{draw}" if _cut(draw) else f"ckplus@draw{draw}"
 
 
 def draw_dir(draw: str) -> str:
-    return draw if draw.startswith("fresh") else f"draw{draw}"
+    return draw if _cut(draw) else f"draw{draw}"
 
 
 def role(draw: str) -> str:
     if draw == "all":
         return "full CK+"
-    if draw.startswith("fresh"):
-        return "fresh"
+    if _cut(draw):
+        return _cut(draw)
     return "tuning" if int(draw) in TUNING_DRAWS else "report"
+
+
+def _draw_order(draw: str) -> tuple:
+    """full CK+ first, then the first cut, then each named cut, by number."""
+    cut = _cut(draw)
+    return (draw != "all", GROUPS.index(cut) if cut else 0, draw[len(cut or ""):].zfill(3))
 
 
 def study_dir(root: Path, stage1_epochs: int) -> Path:
@@ -175,9 +194,9 @@ def table(stage1_epochs: int) -> str:
         for p in stage1.glob("*"):
             if p.suffix in (".json", ".jsonl", ".png"):
                 shutil.copy(p, out_dir / "stage1" / p.name)
-    dirs = [*runs.glob("draw*"), *runs.glob("fresh*")]
-    for d in sorted(dirs, key=lambda p: (p.name != "drawall", p.name.startswith("fresh"), p.name[5:].zfill(3))):
-        draw = d.name if d.name.startswith("fresh") else d.name[4:]
+    dirs = [d for prefix in ("draw", *NAMED_CUTS) for d in runs.glob(f"{prefix}*")]
+    for d in sorted(dirs, key=lambda p: _draw_order(p.name if _cut(p.name) else p.name[4:])):
+        draw = d.name if _cut(d.name) else d.name[4:]
         for seed_dir in sorted(d.glob(f"{CONTROL}/seed*")):
             if not (seed_dir / "final.json").is_file():  # still training
                 continue
@@ -236,7 +255,7 @@ def table(stage1_epochs: int) -> str:
     lines += ["", "Summary per variant (gain over source-only in points; 'hurt' = more than 2 points below it; "
               "'warned' = the run raised at least one warning):", ""]
     summary = {}
-    for group in ("tuning", "report", "fresh", "full CK+"):
+    for group in GROUPS:
         for v in VARIANTS:
             if v == CONTROL:
                 continue
@@ -256,7 +275,7 @@ def table(stage1_epochs: int) -> str:
     # The decision rule does not change training (pseudo labels use the thresholds, not the shipped
     # rule), so every run also says what it would have scored shipping the other rule: gains by rule,
     # each against source-only under the same rule.
-    by_rule = [(g, v, rule) for g in ("tuning", "report", "fresh", "full CK+") for v in VARIANTS if v != CONTROL
+    by_rule = [(g, v, rule) for g in GROUPS for v in VARIANTS if v != CONTROL
                for rule in ("glpc", "average_7")]
     rule_lines = []
     for group, v, rule in by_rule:
@@ -280,7 +299,7 @@ def table(stage1_epochs: int) -> str:
     multi = {k: v for k, v in per_draw.items() if len(v) > 1}
     if multi:
         lines += ["", "Per draw over its stage-2 seeds (gain over source-only of the same seed):", ""]
-        for (draw, v), sel in sorted(multi.items(), key=lambda kv: (kv[0][0].startswith("fresh"), kv[0][0].zfill(7), kv[0][1])):
+        for (draw, v), sel in sorted(multi.items(), key=lambda kv: (_draw_order(kv[0][0]), kv[0][1])):
             gains = [100 * e["gain_vs_source_only"] for e in sorted(sel, key=lambda e: e["seed"])]
             ctrl = [100 * (e["accuracy"] - e["gain_vs_source_only"]) for e in sorted(sel, key=lambda e: e["seed"])]
             accs = [100 * e["accuracy"] for e in sorted(sel, key=lambda e: e["seed"])]
@@ -292,7 +311,7 @@ def table(stage1_epochs: int) -> str:
                          f"{', '.join(f'{a:.1f}' for a in accs)}, source-only {', '.join(f'{c:.1f}' for c in ctrl)}")
     # the per-variant verdict with every draw's seeds averaged (paired by seed), one value per draw
     lines += ["", "Per variant with each draw's seeds averaged (one gain per draw):", ""]
-    for group in ("tuning", "report", "fresh"):
+    for group in GROUPS[:-1]:
         for v in VARIANTS:
             means = {d: float(np.mean([e["gain_vs_source_only"] for e in sel])) for (d, vv), sel in per_draw.items()
                      if vv == v and role(d) == group}
@@ -318,7 +337,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=("train", "table"))
     ap.add_argument("--draws", nargs="*", default=[str(k) for k in TUNING_DRAWS],
-                    help="draw numbers of the first cut, fresh<k> of the second, or 'all' for the whole of CK+")
+                    help="draw numbers of the first cut, fresh<k> of the second, wide<k>/half<k> of the larger cuts, "
+                         "or 'all' for the whole of CK+")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--stage1-epochs", type=int, default=STAGE1_EPOCHS)

@@ -27,7 +27,7 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)} (path-based ones as kind:path)")
     split = split or DATASETS[kind][0]
-    if kind == "ckplus" and split.startswith(("draw", "fresh")):
+    if kind == "ckplus" and split.startswith(_draw_kinds()):
         return _ckplus_draw(arg, split, **kwargs)
     if split not in DATASETS[kind]:
         raise ValueError(f"{kind} has splits {DATASETS[kind]}, not {split!r}")
@@ -62,15 +62,22 @@ def open_dataset(spec: str, split: str | None = None, **kwargs) -> FaceDataset:
     return ImageFolder(arg, **kwargs)
 
 
+def _draw_kinds() -> tuple:
+    from fer_edge.data.subject_draws import KINDS
+
+    return KINDS
+
+
 def _ckplus_draw(root: str, split: str, **kwargs) -> FaceDataset:
-    """'ckplus@draw<k>' / 'ckplus@fresh<k>': the faces of one seeded draw of CK+ subjects
-    (fer_edge.data.subject_draws)."""
+    """'ckplus@draw<k>' / 'ckplus@fresh<k>' / 'ckplus@wide<k>' / 'ckplus@half<k>': the faces of one
+    seeded draw of CK+ subjects (fer_edge.data.subject_draws)."""
     from fer_edge.data.folder import ckplus
     from fer_edge.data.subject_draws import parse_draw, select_draw
 
     parsed = parse_draw(split)
     if parsed is None:
-        raise ValueError(f"ckplus: subject draws are named draw<k> or fresh<k> (e.g. ckplus@draw3), not {split!r}")
+        raise ValueError(f"ckplus: subject draws are named draw<k>, fresh<k>, wide<k> or half<k> (e.g. ckplus@draw3), "
+                         f"not {split!r}")
     every_face = ckplus(root=root or None, num_classes=8)
     return select_draw(ckplus(root=root or None, **kwargs), parsed[1], [s.name for s in every_face.samples], parsed[0])
 

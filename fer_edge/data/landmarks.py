@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.data.subject_draws import KINDS as DRAW_KINDS
 from fer_edge.faces.align import template
 
 CACHE_FILE = "fer_edge_landmarks.npz"
@@ -182,5 +183,5 @@ def cache_file(spec: str, folder: str | Path | None = None) -> Path:
     import re
 
     folder = Path(folder) if folder else cache_dir() / "landmarks"
-    spec = re.sub(r"@(draw|fresh)\d+$", "", spec)  # a subject draw shares its dataset's cache (faces keep their names)
+    spec = re.sub(r"@(%s)\d+$" % "|".join(DRAW_KINDS), "", spec)  # a subject draw shares its dataset's cache (faces keep their names)
     return folder / (spec.replace(":", "_").replace("/", "_").replace("@", "_").strip("_") + ".npz")

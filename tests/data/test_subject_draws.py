@@ -52,6 +52,18 @@ def test_ckplus_draws_cover_disjoint_people_in_every_label_view(data_root):
         fresh[k] = people
     with pytest.raises(ValueError, match="8 fresh draws"):
         open_dataset("ckplus", "fresh8")
+    # the larger cuts: the same 88 people in 3 groups of 25 (~200 faces) and 2 of 44 (over 300 faces)
+    for kind, n_draws, size, faces in (("wide", 3, 25, (150, 260)), ("half", 2, 44, (300, 400))):
+        groups = []
+        for k in range(n_draws):
+            d8, d7 = open_dataset("ckplus", f"{kind}{k}", num_classes=8), open_dataset("ckplus", f"{kind}{k}", num_classes=7)
+            people = {subject_of(s.name) for s in d8.samples}
+            # sized by the 7-class faces an adaptation run sees (contempt-only people add none)
+            assert len(people) == size and not people & tuning and faces[0] < len(d7) < faces[1], (kind, k, len(d7))
+            assert all(not people & other for other in groups)
+            groups.append(people)
+        with pytest.raises(ValueError, match=f"{n_draws} {kind} draws of {size} people"):
+            open_dataset("ckplus", f"{kind}{n_draws}")
 
 
 def test_fresh_draws_avoid_the_tuning_people_and_are_seeded():
@@ -63,8 +75,10 @@ def test_fresh_draws_avoid_the_tuning_people_and_are_seeded():
     assert all(not set(d) & tuning for d in a)
     assert parse_draw("fresh3") == ("fresh", 3) and parse_draw("draw0") == ("draw", 0)
     assert parse_draw("test") is None and parse_draw("fresh") is None
+    assert parse_draw("wide2") == ("wide", 2) and parse_draw("half0") == ("half", 0) and parse_draw("wider2") is None
 
 
 def test_a_draw_shares_its_datasets_landmark_cache(tmp_path):
     assert cache_file("ckplus@draw3", tmp_path) == cache_file("ckplus", tmp_path) == tmp_path / "ckplus.npz"
-    assert cache_file("ckplus@fresh3", tmp_path) == tmp_path / "ckplus.npz"
+    assert cache_file("ckplus@fresh3", tmp_path) == cache_file("ckplus@wide1", tmp_path) == tmp_path / "ckplus.npz"
+    assert cache_file("ckplus@half0", tmp_path) == tmp_path / "ckplus.npz"

@@ -118,3 +118,20 @@ def test_committed_runs_come_back_only_beside_the_same_stage1(study):
     assert study.restore_committed(4) == 1
     assert (study.run_dir(4, "fresh1", "source_only", 0) / "final.json").is_file()
     assert study.restore_committed(4) == 0  # once
+
+
+def test_the_larger_cuts_are_their_own_groups_in_the_report(study):
+    # wide0 (a ~200-face target): paper +10; half1 (over 300 faces): safe -10; fresh2: paper +0
+    _run(study, "wide0", "source_only", 0, 5)
+    _run(study, "wide0", "paper", 0, 6)
+    _run(study, "half1", "source_only", 0, 7)
+    _run(study, "half1", "safe", 0, 6)
+    _run(study, "fresh2", "source_only", 0, 5)
+    _run(study, "fresh2", "paper", 0, 5)
+    assert study.target_spec("wide0") == "ckplus@wide0" and study.draw_dir("half1") == "half1"
+    text = study.table(4)
+    s = json.loads((study.RESULTS / "stage1_4ep" / "results.json").read_text())["summary"]
+    assert s["wide/paper"]["mean_gain"] == pytest.approx(0.1) and s["wide/paper"]["runs"] == 1
+    assert s["half/safe"]["mean_gain"] == pytest.approx(-0.1) and s["fresh/paper"]["mean_gain"] == pytest.approx(0.0)
+    # rows in cut order: fresh, then wide, then half
+    assert text.index("| fresh2 | fresh |") < text.index("| wide0 | wide |") < text.index("| half1 | half |")
