@@ -24,10 +24,14 @@ def as_buffer(lib, t: torch.Tensor, shape=None):
         raise ValueError(f"internal: native kernels need contiguous tensors, got strides {t.stride()} for shape {tuple(t.shape)}")
     if shape is not None and math.prod(shape) != t.numel():
         raise ValueError(f"internal: shape {tuple(shape)} does not match {t.numel()} elements")
-    device = t.device.index if t.is_cuda else -1
-    if t.is_cuda and device is None:
-        device = torch.cuda.current_device()
-    return lib.Buffer(t.data_ptr(), list(t.shape if shape is None else shape), _DTYPE_NAMES[t.dtype], device)
+    # (small calls, e.g. LEAF's gating, pay this per tensor: torch.Size goes to the binding as is)
+    if t.is_cuda:
+        device = t.device.index
+        if device is None:
+            device = torch.cuda.current_device()
+    else:
+        device = -1
+    return lib.Buffer(t.data_ptr(), t.shape if shape is None else shape, _DTYPE_NAMES[t.dtype], device)
 
 
 def absent(lib):

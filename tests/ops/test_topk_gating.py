@@ -134,20 +134,30 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.fer_edge.topk_gating_backward.default, (torch.randn(6, 2), w, i, torch.randn(6, 7), p, 7))
 
 
-def test_exports_to_standard_onnx_ops_that_onnxruntime_runs(tmp_path):
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("shape", [(6, 7), (2, 3, 7)], ids=["2d", "3d"])
+def test_exports_to_standard_onnx_ops_that_onnxruntime_runs(tmp_path, dynamo, shape):
+    """Both exporters see the standard-op path (the TorchScript one is asked only while tracing)."""
     ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
 
     class Gate(torch.nn.Module):
         def forward(self, z):
             w, i, _ = topk_gating(z, 2)
             return w, i
 
-    z = torch.randn(6, 7)
-    torch.onnx.export(Gate(), (z,), dynamo=True, opset_version=18).save(str(tmp_path / "g.onnx"))
-    w, i = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"z": z.numpy()})
-    rw, ri, _ = R.topk_gating(z, 2)
-    assert (i == ri.numpy()).all()
-    torch.testing.assert_close(torch.from_numpy(w), rw)
+    z = torch.randn(*shape)
+    path = tmp_path / "g.onnx"
+    if dynamo:
+        torch.onnx.export(Gate(), (z,), dynamo=True, opset_version=18).save(str(path))
+    else:
+        torch.onnx.export(Gate(), (z,), str(path), dynamo=False, opset_version=18, input_names=["z"])
+    ops_used = {(n.domain, n.op_type) for n in onnx.load(str(path)).graph.node}
+    assert ("", "TopK") in ops_used and all(d in ("", "ai.onnx") for d, _ in ops_used), ops_used
+    w, i = ort.InferenceSession(str(path)).run(None, {"z": z.numpy()})
+    rw, ri, _ = R.topk_gating(z.reshape(-1, shape[-1]), 2)
+    assert (i.reshape(-1, 2) == ri.numpy()).all() and i.shape == (*shape[:-1], 2)
+    torch.testing.assert_close(torch.from_numpy(w).reshape(-1, 2), rw)
 
 
 @pytest.mark.parametrize("row,match", [
