@@ -108,9 +108,11 @@ class _EagerGating(torch.autograd.Function):
 
     Small CPU calls stay on the kernel. A torch path below a size threshold (with the checks that
     keep this op's contract: ties to the lower index, non-finite logits) was tried twice and lost
-    forward + backward (128 tokens x 8 experts, 1 thread, 315 vs 260 us). Bare torch topk + softmax,
-    without those checks, is faster below ~2k tokens (2026-12-02 sweep: 246 vs 323 us at 128
-    tokens; native wins from 2,048 tokens), but the gap is under 0.1 ms of a ~580 ms LEAF step
+    forward + backward (128 tokens x 8 experts, 1 thread, 315 vs 260 us). What made small calls
+    slow was a fixed cost in the native core: every call re-read the CPU count from /sys (13 us of
+    a 14 us one-token call); read once now, plus no reshapes for 2-D logits. Since then (2026-12-04
+    sweep, 1 thread, fwd + bwd) the kernel beats bare torch topk + softmax at LEAF's 128 tokens,
+    144 vs 168 us, and from 256 up (391 vs 1350 us at 4,096), and ties it at 64 (145 vs 139 us)
     (benchmarks/results/leaf/step-2thread.json)."""
 
     @staticmethod
