@@ -14,7 +14,7 @@ namespace {
 
 // Read once per process: std::thread::hardware_concurrency() reads /sys on Linux (~13 us), and
 // every kernel call paid it through parallel_for, which made a 128-token gating call cost 17 us
-// instead of 4 (LEAF calls it a few times per step, issue 17).
+// instead of ~5 (LEAF calls it a few times per step, issue 17).
 int default_threads() {
   static const int n = [] {
     if (const char* env = std::getenv("FER_EDGE_NUM_THREADS")) {

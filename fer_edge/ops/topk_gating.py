@@ -112,7 +112,7 @@ class _EagerGating(torch.autograd.Function):
     slow was a fixed cost in the native core: every call re-read the CPU count from /sys (13 us of
     a 14 us one-token call); read once now, plus no reshapes for 2-D logits. Since then (2026-12-04
     sweep, 1 thread, fwd + bwd) the kernel beats bare torch topk + softmax at LEAF's 128 tokens,
-    144 vs 168 us, and from 256 up (391 vs 1350 us at 4,096), and ties it at 64 (145 vs 139 us)
+    145 vs 168 us, and from 256 up (391 vs 1350 us at 4,096), and ties it at 64 (145 vs 139 us)
     (benchmarks/results/leaf/step-2thread.json)."""
 
     @staticmethod
