@@ -448,6 +448,8 @@ def ship(recipe: Recipe, seed: int | None = None, assets: Path = ASSETS, exports
     run = recipe.run_dir(s.variant, seed)
     final = json.loads((run / "final.json").read_text())
     ckpt = Path(final["checkpoint"])  # the reported checkpoint (selected on valid, or the last epoch)
+    assets = Path(assets)
+    assets.mkdir(parents=True, exist_ok=True)
     report = export(ckpt, s.formats, exports or ROOT / "exports" / f"{recipe.name}_ship", name=recipe.name)
     shipped = {}
     for entry in s.files:
@@ -509,7 +511,9 @@ def model_card(recipe: Recipe, final: dict, report: dict, shipped: dict, check: 
         for name, r in check["models"].items():
             lines.append(f"- `{name}`: faces found {r['faces_found']}, accuracy {r['accuracy']:.4f}, agreement with the "
                          f"PyTorch checkpoint {r['agreement_with_checkpoint']:.4f}")
-    lines += ["", f"Reproduce: `python tools/recipe.py train {_rel(recipe)} && python tools/recipe.py ship {_rel(recipe)}`.", ""]
+    seed = "" if final["seed"] == recipe.seeds[0] else f" --seed {final['seed']}"
+    lines += ["", f"Reproduce: `python tools/recipe.py train {_rel(recipe)}{seed.replace('--seed', '--seeds')} && "
+              f"python tools/recipe.py ship {_rel(recipe)}{seed}`.", ""]
     return "\n".join(lines)
 
 
