@@ -511,9 +511,10 @@ def model_card(recipe: Recipe, final: dict, report: dict, shipped: dict, check: 
         for name, r in check["models"].items():
             lines.append(f"- `{name}`: faces found {r['faces_found']}, accuracy {r['accuracy']:.4f}, agreement with the "
                          f"PyTorch checkpoint {r['agreement_with_checkpoint']:.4f}")
-    seed = "" if final["seed"] == recipe.seeds[0] else f" --seed {final['seed']}"
-    lines += ["", f"Reproduce: `python tools/recipe.py train {_rel(recipe)}{seed.replace('--seed', '--seeds')} && "
-              f"python tools/recipe.py ship {_rel(recipe)}{seed}`.", ""]
+    s = final["seed"]
+    train_seed, ship_seed = ("", "") if s == recipe.seeds[0] else (f" --seeds {s}", f" --seed {s}")
+    lines += ["", f"Reproduce: `python tools/recipe.py train {_rel(recipe)}{train_seed} && "
+              f"python tools/recipe.py ship {_rel(recipe)}{ship_seed}`.", ""]
     return "\n".join(lines)
 
 
