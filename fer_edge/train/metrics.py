@@ -217,3 +217,38 @@ def ambiguous_split(pred, labels, candidates) -> dict:
     several = np.asarray(candidates, bool).sum(1) >= 2
     acc = lambda m: float((pred[m] == labels[m]).mean()) if m.any() else None  # noqa: E731
     return {"count": int(several.sum()), "accuracy": acc(several), "accuracy_unambiguous": acc(~several)}
+
+
+def label_shift_prior(probs, source_prior, iters: int = 1000, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    """The class prior of unlabelled faces under label shift, by Saerens, Latinne & Decaestecker's
+    EM (Neural Computation 2002): posteriors `probs` [N, C] from a model trained under
+    `source_prior` [C] are reweighted by target/source prior until the mean reweighted posterior
+    is the target prior. Returns (target prior [C], reweighted posteriors [N, C]); argmax of the
+    latter is the prior-corrected decision. Used to ask how much of a semi-supervised gain is the
+    unlabelled pool's class mix rather than better features (benchmarks/leaf_prior.py).
+
+    >>> p = np.array([[0.9 / 1.1, 0.2 / 1.1]] * 76 + [[0.1 / 0.9, 0.8 / 0.9]] * 24)
+    >>> prior, _ = label_shift_prior(p, [0.5, 0.5])
+    >>> np.round(prior, 6).tolist()
+    [0.8, 0.2]
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    src = np.asarray(source_prior, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise ValueError(f"label_shift_prior: expected posteriors [N, C] with N > 0, got shape {p.shape}")
+    if src.shape != (p.shape[1],) or not (src > 0).all():
+        raise ValueError(f"label_shift_prior: source_prior must be {p.shape[1]} positive numbers, got {src.tolist()}")
+    if not np.isfinite(p).all() or (p < 0).any() or not np.allclose(p.sum(1), 1.0, atol=1e-4):
+        raise ValueError("label_shift_prior: each row of probs must be finite, non-negative and sum to 1")
+    src = src / src.sum()
+    prior = src.copy()
+    for _ in range(iters):
+        q = p * (prior / src)
+        q /= q.sum(1, keepdims=True)
+        new = q.mean(0)
+        done = np.abs(new - prior).max() < tol
+        prior = new
+        if done:
+            break
+    q = p * (prior / src)
+    return prior, q / q.sum(1, keepdims=True)

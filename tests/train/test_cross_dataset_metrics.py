@@ -115,3 +115,31 @@ def test_paired_test_by_sequence_counts_a_sequence_once():
 def test_paired_test_by_sequence_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="groups"):
         paired_test_by_sequence([0, 1], [0, 1], [0, 1], ["a"])
+
+
+def test_label_shift_prior_recovers_a_hand_computed_target_prior():
+    from fer_edge.train.metrics import label_shift_prior
+
+    # two kinds of face, A and B; p(A|class 0) = 0.9, p(A|class 1) = 0.2; posteriors under a uniform
+    # source prior: p(0|A) = 0.9/1.1, p(0|B) = 0.1/0.9. A target with prior [0.8, 0.2] has
+    # p(A) = 0.8*0.9 + 0.2*0.2 = 0.76: 76 A faces and 24 B faces. EM's fixed point is [0.8, 0.2].
+    p = np.array([[0.9 / 1.1, 0.2 / 1.1]] * 76 + [[0.1 / 0.9, 0.8 / 0.9]] * 24)
+    prior, adjusted = label_shift_prior(p, [0.5, 0.5])
+    assert prior == pytest.approx([0.8, 0.2], abs=1e-6)
+    assert adjusted[0] == pytest.approx([0.72 / 0.76, 0.04 / 0.76], abs=1e-6)   # p_t(0|A)
+    assert adjusted[-1] == pytest.approx([0.08 / 0.24, 0.16 / 0.24], abs=1e-6)  # p_t(0|B)
+    # posteriors already calibrated to the faces' mix (the 76/24 average is the source prior) move nowhere
+    mix = p.mean(0)
+    prior, same = label_shift_prior(p, mix)
+    assert prior == pytest.approx(mix, abs=1e-6) and same == pytest.approx(p, abs=1e-6)
+
+
+def test_label_shift_prior_rejects_bad_input():
+    from fer_edge.train.metrics import label_shift_prior
+
+    with pytest.raises(ValueError, match=r"\[N, C\]"):
+        label_shift_prior(np.zeros((0, 3)), [1, 1, 1])
+    with pytest.raises(ValueError, match="source_prior"):
+        label_shift_prior(np.full((2, 3), 1 / 3), [1, 1])
+    with pytest.raises(ValueError, match="sum to 1"):
+        label_shift_prior(np.array([[0.5, float("nan")]]), [1, 1])
